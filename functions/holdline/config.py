@@ -1,0 +1,49 @@
+"""Settings read from the Lambda environment, validated once per container."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, field_validator
+
+# Minor units per ISO 4217 currency: "12.345" USD is refused, "100" JPY is the most precise yen amount.
+CURRENCY_MINOR_DIGITS: dict[str, int] = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "JPY": 0}
+
+
+class Settings(BaseModel):
+    """Every knob the functions read. Names match the environment variables in template.yaml."""
+
+    tracker_table_name: str = "TrackerTable"
+    transfer_state_machine_arn: str = ""
+    max_transfer_amount: Decimal = Field(default=Decimal("5000"), gt=0)
+    allowed_currencies: tuple[str, ...] = ("USD", "EUR", "GBP", "CAD")
+    default_currency: str = "USD"
+    tracker_ttl_days: int = Field(default=7, ge=1)
+    poll_seconds: int = Field(default=3, ge=1, le=30)
+    max_hold_seconds: int = Field(default=600, ge=10)
+    bank_api_url: str = "http://127.0.0.1:8099"
+    bank_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("allowed_currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(code.strip().upper() for code in value.split(",") if code.strip())
+        return value
+
+    @field_validator("allowed_currencies")
+    @classmethod
+    def _known_currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [code for code in value if code not in CURRENCY_MINOR_DIGITS]
+        if unknown:
+            raise ValueError(f"no minor-unit rule for {unknown}")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this container. Tests that change the environment call ``get_settings.cache_clear()``."""
+    names = Settings.model_fields.keys()
+    return Settings.model_validate({n: os.environ[n.upper()] for n in names if n.upper() in os.environ})

@@ -1,0 +1,34 @@
+"""Starting Step Functions executions. Never DescribeExecution from the Connect path: its quota is 15/s
+refill per account and Region; the tracker row answers the flow instead."""
+
+from __future__ import annotations
+
+import json
+
+from botocore.exceptions import ClientError
+
+from holdline.dal.aws import client
+
+
+def start(state_machine_arn: str, name: str, payload: dict[str, str]) -> str:
+    """Start (or find already started) the execution called ``name``; return its ARN.
+
+    Standard workflows make this idempotent: the same name and input while the execution is open returns the
+    original answer. ``ExecutionAlreadyExists`` means it ran and closed already, which is also a success here
+    because the name is derived from the tracker id and the input from nothing else.
+    """
+    try:
+        answer = client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn,
+            name=name,
+            input=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            return execution_arn(state_machine_arn, name)
+        raise
+    return str(answer["executionArn"])
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name

@@ -1,0 +1,120 @@
+"""Typed domain errors.
+
+A bank leg raises one of these; Lambda reports the class name as ``errorType`` and Step Functions matches it
+in ``Retry``/``Catch`` ``ErrorEquals``, so a class name here is part of the ASL contract: rename both or
+neither. ``code`` is what the Connect flow sees in ``errorCode``; ``message`` is short and speakable and
+never carries an account number.
+"""
+
+from __future__ import annotations
+
+
+class RequestRejected(Exception):
+    """A flow asked for something we will not do: nothing was written or started. ``code`` is for the flow
+    to branch on, ``message`` is short and speakable and never repeats an account number."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+class HoldlineError(Exception):
+    code = "INTERNAL_ERROR"
+    message = "Something went wrong on our side."
+    #: A transient error may succeed if retried (the state machine retries it with backoff and jitter).
+    transient = False
+
+
+class BankError(HoldlineError):
+    code = "BANK_ERROR"
+    message = "The bank could not complete the request."
+
+
+# Transient: retried by the state machine.
+class BankUnavailable(BankError):
+    code = "BANK_UNAVAILABLE"
+    message = "The bank is not available right now."
+    transient = True
+
+
+class BankThrottled(BankError):
+    code = "BANK_UNAVAILABLE"
+    message = "The bank is busy right now."
+    transient = True
+
+
+class BankTimeout(BankError):
+    code = "BANK_UNAVAILABLE"
+    message = "The bank took too long to answer."
+    transient = True
+
+
+# Business refusals: never retried, they go straight to their outcome.
+class InsufficientFunds(BankError):
+    code = "INSUFFICIENT_FUNDS"
+    message = "There are not enough funds in the source account."
+
+
+class AccountNotFound(BankError):
+    code = "ACCOUNT_NOT_FOUND"
+    message = "One of the accounts could not be found."
+
+
+class AccountFrozen(BankError):
+    code = "ACCOUNT_FROZEN"
+    message = "One of the accounts cannot be used for transfers."
+
+
+class BankRejected(BankError):
+    """The bank refused the request as malformed: a bug on our side, not worth a retry."""
+
+    code = "BANK_REJECTED"
+
+
+class RefundPending(HoldlineError):
+    """The refund after a failed leg could not be made within its retries: a person must act."""
+
+    code = "REFUND_PENDING"
+    message = "The transfer failed and the refund is still being processed."
+
+
+class TrackerNotFound(HoldlineError):
+    """A bank leg was started for a tracker row that does not exist (claim check broken)."""
+
+    code = "NOT_FOUND"
+    message = "We could not find that request."
+
+
+ERRORS_BY_NAME: dict[str, type[HoldlineError]] = {
+    cls.__name__: cls
+    for cls in (
+        HoldlineError,
+        BankError,
+        BankUnavailable,
+        BankThrottled,
+        BankTimeout,
+        InsufficientFunds,
+        AccountNotFound,
+        AccountFrozen,
+        BankRejected,
+        RefundPending,
+        TrackerNotFound,
+    )
+}
+
+# Errors the Step Functions runtime names itself (task timeouts, Lambda service faults) as the caller hears them.
+_STATES_ERROR_CODES = {
+    "States.Timeout": ("BANK_UNAVAILABLE", BankTimeout.message),
+    "States.TaskFailed": ("TECHNICAL_ERROR", HoldlineError.message),
+}
+
+
+def describe_failure(error_name: str | None) -> tuple[str, str]:
+    """Map an ASL error name recorded on the tracker to the (errorCode, errorMessage) a flow branches on."""
+    if error_name in ERRORS_BY_NAME:
+        cls = ERRORS_BY_NAME[error_name]
+        return cls.code, cls.message
+    if error_name in _STATES_ERROR_CODES:
+        return _STATES_ERROR_CODES[error_name]
+    return "TECHNICAL_ERROR", HoldlineError.message

@@ -1,0 +1,18 @@
+"""ResultsFunction: read once the tracker is final; the flow branches on ``status`` and ``errorCode``."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from holdline.config import get_settings
+from holdline.connect import ContactFlowEvent, connect_handler
+from holdline.logic.tracking import results
+from holdline.observability import logger, tracer
+
+
+@connect_handler
+def _results(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]:
+    return results(event.value("trackerId"), get_settings())
+
+
+handler = logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(_results))

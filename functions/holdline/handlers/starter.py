@@ -1,0 +1,20 @@
+"""StarterFunction: the flow's first Lambda. Validates, writes the tracker, starts the execution, answers."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from holdline.config import get_settings
+from holdline.connect import ContactFlowEvent, connect_handler
+from holdline.logic.starter import start_request
+from holdline.observability import logger, metrics, tracer
+
+
+@connect_handler
+def _start(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]:
+    answer = start_request(event, get_settings())
+    metrics.add_metric(name="RequestsStarted", unit="Count", value=1)
+    return answer
+
+
+handler = logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(metrics.log_metrics(_start)))

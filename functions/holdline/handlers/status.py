@@ -1,0 +1,18 @@
+"""StatusFunction: polled by the flow between hold prompts. One GetItem of the tracker row, nothing else."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from holdline.config import get_settings
+from holdline.connect import ContactFlowEvent, connect_handler
+from holdline.logic.tracking import status
+from holdline.observability import logger, tracer
+
+
+@connect_handler
+def _status(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]:
+    return status(event.value("trackerId"), get_settings())
+
+
+handler = logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(_status))

@@ -1,0 +1,76 @@
+"""Start a long-running request: validate, write the tracker row, start the execution; answer at once."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from holdline.config import Settings
+from holdline.connect import ContactFlowEvent
+from holdline.dal import executions, tracker_table
+from holdline.errors import RequestRejected
+from holdline.models.requests import parse_request, valid_request_id
+from holdline.observability import logger
+from holdline.workflows import DEFAULT_OPERATION, get_workflow
+
+
+def tracker_id_for(operation: str, contact_id: str, request_id: str) -> str:
+    """A deterministic id: every retry of one (contact, request) lands on the same row and execution.
+
+    It doubles as the execution name: readable in the console, no PII, only ``[a-z0-9-]`` and 41 chars
+    (execution names may be 80 and must avoid whitespace, brackets, wildcards and ``"#%\\^|~`$&,;:/``).
+    """
+    digest = hashlib.sha256(f"{operation}\n{contact_id}\n{request_id}".encode()).hexdigest()[:32]
+    return f"{operation}-{digest}"
+
+
+def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
+    operation = event.parameters.get("operation", DEFAULT_OPERATION)
+    workflow = get_workflow(operation) if isinstance(operation, str) else None
+    if workflow is None:
+        raise RequestRejected("UNKNOWN_OPERATION", "That request type is not supported.")
+    request_id = event.parameters.get("requestId") or event.contact_id
+    if not valid_request_id(request_id):
+        raise RequestRejected("INVALID_PARAMETER", "The request reference is not valid.")
+    request = parse_request(workflow.request_model, dict(event.parameters), settings)
+
+    tracker_id = tracker_id_for(workflow.operation, event.contact_id, request_id)
+    logger.append_keys(trackerId=tracker_id, executionName=tracker_id)
+    fingerprint = request.fingerprint()
+    started_at = time.time() if now is None else now
+    item = {
+        "trackerId": tracker_id,
+        "operation": workflow.operation,
+        "status": "RUNNING",
+        "step": "STARTED",
+        "stepsDone": 0,
+        "stepsTotal": workflow.steps_total,
+        "contactId": event.contact_id,
+        "instanceArn": event.instance_arn,
+        "requestId": request_id,
+        "requestFingerprint": fingerprint,
+        "request": request.to_item(),
+        "executionName": tracker_id,
+        "createdAt": int(started_at),
+        "expiresAt": int(started_at) + settings.tracker_ttl_days * 86400,
+    }
+    if not tracker_table.create(item):
+        existing = tracker_table.get(tracker_id)
+        if existing is not None and existing.get("requestFingerprint") != fingerprint:
+            logger.warning("idempotency conflict: same request key, different request")
+            raise RequestRejected("IDEMPOTENCY_CONFLICT", "That request was already made with other details.")
+        logger.info("retry of a started request", extra={"replayed": True})
+    # Start (again) even for a retry: the row may have been written by a run that died before starting.
+    executions.start(
+        workflow.state_machine_arn(settings),
+        tracker_id,
+        {"trackerId": tracker_id, "operation": workflow.operation},
+    )
+    logger.info("request started", extra={"operation": workflow.operation, **workflow.describe(request)})
+    first_step = next(iter(workflow.steps.values()))
+    return {
+        "status": "STARTED",
+        "trackerId": tracker_id,
+        "nextPollSeconds": max(settings.poll_seconds, first_step),
+    }

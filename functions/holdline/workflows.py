@@ -1,0 +1,62 @@
+"""The workflow registry: an operation name maps to its request model, state machine and steps.
+
+The starter, status and results functions are generic; a workflow plugs in here. The money transfer is the
+first one; another long-running task registers itself the same way (see README, "Adding a workflow").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from holdline.config import Settings
+from holdline.models.requests import TransferRequest
+from holdline.observability import mask
+
+
+@dataclass(frozen=True)
+class Workflow:
+    operation: str
+    request_model: type[BaseModel]
+    #: Which setting holds the ARN of this workflow's state machine.
+    state_machine_arn: Callable[[Settings], str]
+    #: The steps the flow can report, in order, and how long each usually takes (seconds): the status
+    #: answer's ``nextPollSeconds`` follows the step, so the caller is not polled faster than work moves.
+    steps: Mapping[str, int]
+    #: Facts safe to log or put in an event (masked), from the validated request.
+    describe: Callable[[Any], dict[str, str]]
+    #: Extra fields for the results answer on success, from the tracker row.
+    success_fields: tuple[str, ...] = field(default=())
+
+    @property
+    def steps_total(self) -> int:
+        return len(self.steps)
+
+
+def _describe_transfer(request: TransferRequest) -> dict[str, str]:
+    return {
+        "fromAccount": mask(request.from_account),
+        "toAccount": mask(request.to_account),
+        "amount": str(request.amount),
+        "currency": request.currency,
+    }
+
+
+TRANSFER = Workflow(
+    operation="transfer",
+    request_model=TransferRequest,
+    state_machine_arn=lambda settings: settings.transfer_state_machine_arn,
+    steps={"DEBITING": 3, "CREDITING": 3, "CONFIRMING": 2},
+    describe=_describe_transfer,
+    success_fields=("confirmationNumber", "amount", "currency"),
+)
+
+REGISTRY: dict[str, Workflow] = {TRANSFER.operation: TRANSFER}
+DEFAULT_OPERATION = TRANSFER.operation
+
+
+def get_workflow(operation: str) -> Workflow | None:
+    return REGISTRY.get(operation)

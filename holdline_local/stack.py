@@ -1,0 +1,210 @@
+"""The embedded local stack: moto in server mode (a real HTTP endpoint speaking the AWS APIs) with its Step
+Functions executor on, the sandbox bank beside it, and Lambda tasks dispatched in-process to our handlers.
+
+Everything is built from template.yaml: each function, table and state machine is named by its logical ID.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from holdline_local import moto_adapter
+from holdline_local.sandbox_bank import SandboxBank
+from holdline_local.template import Stack, read_stack, resolve, substitute_definition
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+LOCAL_ROLE = "holdline-local"
+
+# The variables a Lambda runtime sets, and what local runs need to reach the local endpoint.
+_RUNTIME_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+    "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would drown the demo's timeline
+}
+
+
+@dataclass
+class LocalStack:
+    """Start with :meth:`start` (or as a context manager); ``endpoint`` then speaks the AWS APIs."""
+
+    time_scale: float = 0.02
+    port: int = 0
+    bank_port: int = 0
+    log_level: str = "WARNING"
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    endpoint: str = ""
+    bank: SandboxBank | None = None
+    dispatcher: moto_adapter.LambdaDispatcher = field(default_factory=moto_adapter.LambdaDispatcher)
+    names: dict[str, str] = field(default_factory=dict)  # logical ID -> ARN or name
+    _server: Any = None
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer  # heavy: only the local tooling pays for it
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_adapter.install(self.dispatcher, self.time_scale)
+        self.bank = SandboxBank(time_scale=self.time_scale)
+        bank_url = self.bank.start(port=self.bank_port)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        # moto's Step Functions executor calls Lambda and DynamoDB through this port.
+        self._set_env({**_RUNTIME_ENV, "MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.endpoint})
+        self._build(read_stack(), bank_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self.bank is not None:
+            self.bank.stop()
+        moto_adapter.uninstall()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- clients -----------------------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106
+            config=Config(retries={"total_max_attempts": 2}, read_timeout=30),
+        )
+
+    # ---- building from the template ----------------------------------------------------------------------
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _build(self, stack: Stack, bank_url: str) -> None:
+        iam = self.client("iam")
+        role_arn = iam.create_role(RoleName=LOCAL_ROLE, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        parameters = {name: str(value) for name, value in stack.parameters.items() if value is not None}
+        parameters.update({"BankApiUrl": bank_url, "LogLevel": self.log_level, **self.parameter_overrides})
+        refs: dict[str, str] = {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
+        attributes: dict[str, str] = {}
+
+        for table in stack.tables.values():
+            self._create_table(table.logical_id, table.properties)
+            refs[table.logical_id] = table.logical_id
+            attributes[f"{table.logical_id}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table.logical_id}"
+
+        lambda_client = self.client("lambda")
+        for spec in stack.functions.values():
+            arn = lambda_client.create_function(
+                FunctionName=spec.logical_id,
+                Runtime="python3.11",
+                Role=role_arn,
+                Handler=spec.handler,
+                Code={"ZipFile": _placeholder_zip()},
+                Timeout=spec.timeout,
+            )["FunctionArn"]
+            refs[spec.logical_id] = spec.logical_id
+            attributes[f"{spec.logical_id}.Arn"] = arn
+            self.dispatcher.register(
+                moto_adapter.LocalFunction(spec.logical_id, spec.handler, spec.code_uri, spec.timeout, arn)
+            )
+
+        sfn = self.client("stepfunctions")
+        for machine in stack.state_machines.values():
+            substitutions = {k: str(resolve(v, refs, attributes)) for k, v in machine.substitutions.items()}
+            definition = substitute_definition(machine.definition_path.read_text(), substitutions)
+            arn = sfn.create_state_machine(
+                name=machine.logical_id, definition=definition, roleArn=role_arn, type=machine.type
+            )["stateMachineArn"]
+            refs[machine.logical_id] = arn
+            attributes[f"{machine.logical_id}.Arn"] = arn
+
+        # Functions' environments last: they may Ref the state machine.
+        environments = {
+            spec.logical_id: {k: str(resolve(v, refs, attributes)) for k, v in spec.environment.items()}
+            for spec in stack.functions.values()
+        }
+        self._set_env(moto_adapter.environment_union(environments))
+        self.names = {**refs, **{k: v for k, v in attributes.items() if k.endswith(".Arn")}}
+        _reset_function_caches()
+
+    def _create_table(self, name: str, properties: Mapping[str, Any]) -> None:
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName=name,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+    # ---- conveniences for tests and the CLI ------------------------------------------------------------
+    def arn(self, logical_id: str) -> str:
+        return self.names[f"{logical_id}.Arn"]
+
+    def invoke(self, function: str, event: Mapping[str, Any]) -> Any:
+        """Invoke a function through the Lambda API, as Connect or the CLI would."""
+        answer = self.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        payload = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError"):
+            raise RuntimeError(f"{function} failed: {payload}")
+        return payload
+
+
+def _placeholder_zip() -> bytes:
+    """moto wants a code package; the adapter runs the real code from CodeUri instead."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "Holdline local stack: code runs from the template's CodeUri.")
+    return buffer.getvalue()
+
+
+def _reset_function_caches() -> None:
+    """Settings and boto3 clients are cached per container; a new local stack is a new container."""
+    try:
+        from holdline.config import get_settings
+        from holdline.dal.aws import client
+    except ImportError:  # pragma: no cover - the functions' package is not importable yet
+        return
+    get_settings.cache_clear()
+    client.cache_clear()
+
+
+@contextmanager
+def local_stack(**options: Any) -> Iterator[LocalStack]:
+    stack = LocalStack(**options)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
