@@ -87,10 +87,16 @@ class LambdaDispatcher:
                 self._handlers[function.name] = getattr(importlib.import_module(module_name), attribute)
             return self._handlers[function.name]
 
+    def knows(self, name: str) -> bool:
+        return self._find(name) is not None
+
+    def _find(self, name: str) -> LocalFunction | None:
+        return self._functions.get(name) or self._functions.get(name.rsplit(":", 1)[-1])
+
     def invoke(self, name: str, body: bytes | str | None, response_headers: dict[str, str]) -> bytes | None:
-        function = self._functions.get(name) or self._functions.get(name.rsplit(":", 1)[-1])
+        function = self._find(name)
         if function is None:
-            return None  # moto answers 404, as Lambda does for an unknown function
+            return None
         with self._lock:
             self.invocations[function.name] = self.invocations.get(function.name, 0) + 1
         event = json.loads(body) if body else {}
@@ -125,6 +131,9 @@ def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
         headers: Any,
         response_headers: Any,
     ) -> bytes | None:
+        if not dispatcher.knows(function_name):
+            # Let moto raise its own ResourceNotFoundException, as Lambda does for an unknown function.
+            self.get_function(function_name, qualifier)
         return dispatcher.invoke(function_name, body, response_headers)
 
     def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:

@@ -122,7 +122,7 @@ def resolve(value: Any, refs: Mapping[str, str], attributes: Mapping[str, str]) 
     ``refs`` maps a logical ID or parameter to what ``Ref`` returns; ``attributes`` maps ``"Id.Attr"``.
     """
     if isinstance(value, dict) and len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             if arg not in refs:
                 raise UnresolvableValue(f"Ref {arg}")

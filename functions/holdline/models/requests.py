@@ -47,7 +47,7 @@ class TransferRequest(BaseModel):
     from_account: str = Field(alias="fromAccount")
     to_account: str = Field(alias="toAccount")
     amount: Decimal
-    currency: str = ""
+    currency: str = Field(default="", validate_default=True)
 
     @field_validator("from_account", "to_account", mode="before")
     @classmethod

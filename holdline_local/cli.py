@@ -1,0 +1,161 @@
+"""``holdline``: the local tooling's one entry point.
+
+holdline local up [--port N]          run the local stack in the foreground until Ctrl-C
+holdline simulate [--event FILE]      play one simulated Connect call end to end
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from holdline_local.template import REPO_ROOT
+
+DEFAULT_EVENT = REPO_ROOT / "events" / "starter.json"
+
+
+def _load_event(path: Path) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(path.read_text())
+    return event
+
+
+def _fresh_contact(event: dict[str, Any]) -> dict[str, Any]:
+    """A new call is a new contact: a fixed ContactId would replay the previous run's transfer."""
+    contact = event.setdefault("Details", {}).setdefault("ContactData", {})
+    contact["ContactId"] = contact["InitialContactId"] = str(uuid.uuid4())
+    return event
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from holdline_local.stack import LocalStack
+
+    stack = LocalStack(port=args.port, bank_port=args.bank_port, time_scale=args.time_scale, log_level=args.log_level)
+    stack.start()
+    assert stack.bank is not None
+    print(f"Holdline local stack (moto {_moto_version()}) built from template.yaml")
+    print(f"  AWS endpoint : {stack.endpoint}   (region us-east-1, any credentials)")
+    print(f"  sandbox bank : {stack.bank.url}")
+    print(f"  time scale   : {args.time_scale} (Wait states and retry intervals)")
+    print("  functions    : " + ", ".join(sorted(k for k in stack.names if k.endswith("Function"))))
+    print("Try:")
+    print(
+        f"  aws --endpoint-url {stack.endpoint} --region us-east-1 lambda invoke "
+        "--function-name StarterFunction --payload fileb://events/starter.json /dev/stdout"
+    )
+    print(f"  holdline simulate --endpoint {stack.endpoint}")
+    print("Ctrl-C stops it.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from holdline_local.simulator import SimulatedCall, format_step
+
+    event = _fresh_contact(_load_event(Path(args.event)))
+    quiet = args.json
+
+    def show(step: Any) -> None:
+        if not quiet:
+            print(format_step(step), flush=True)
+
+    def run(invoke: Any, where: str) -> int:
+        if not quiet:
+            print(f"Simulated Amazon Connect call, contact {event['Details']['ContactData']['ContactId']}")
+            print(f"  against {where}; hold prompts play at time scale {args.time_scale}")
+        report = SimulatedCall(invoke, event, time_scale=args.time_scale, on_step=show).run()
+        if quiet:
+            print(json.dumps(report.to_json(), indent=2))
+        else:
+            print(f"Outcome: {report.outcome}" + (f" ({report.error_code})" if report.error_code else ""))
+            print(f"Caller hears: {report.caller_hears}")
+        if args.expect and report.outcome != args.expect:
+            print(f"expected outcome {args.expect}, got {report.outcome}", file=sys.stderr)
+            return 1
+        return 0 if report.completed else 1
+
+    if args.endpoint:
+        return run(_lambda_invoker(_endpoint_client(args.endpoint)), args.endpoint)
+    from holdline_local.stack import LocalStack
+
+    with LocalStack(time_scale=args.time_scale) as stack:
+        return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
+
+
+def _endpoint_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106
+    )
+
+
+def _lambda_invoker(client: Any) -> Any:
+    def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
+        answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        raw = answer["Payload"].read()
+        try:
+            payload = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            payload = raw.decode(errors="replace")
+        return payload, answer.get("FunctionError")
+
+    return invoke
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="holdline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the embedded local stack")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    up = local_commands.add_parser("up", help="run the local stack in the foreground until Ctrl-C")
+    up.add_argument("--port", type=int, default=4566, help="AWS endpoint port (default 4566; 0 picks a free one)")
+    up.add_argument("--bank-port", type=int, default=0, help="sandbox bank port (default: a free one)")
+    up.add_argument("--time-scale", type=float, default=1.0, help="multiplies Wait states and retry intervals")
+    up.add_argument("--log-level", default="INFO", help="the functions' log level (POWERTOOLS_LOG_LEVEL)")
+    up.set_defaults(func=cmd_local_up)
+
+    simulate = commands.add_parser("simulate", help="play one simulated Connect call end to end")
+    simulate.add_argument("--event", default=str(DEFAULT_EVENT), help="the starter's ContactFlowEvent (JSON file)")
+    simulate.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    simulate.add_argument("--time-scale", type=float, default=0.02, help="hold prompts and Waits run this much faster")
+    simulate.add_argument("--endpoint", help="a running local stack (holdline local up) instead of an embedded one")
+    simulate.add_argument("--expect", help="exit 1 unless the outcome is this (e.g. SUCCEEDED)")
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Every state machine definition: valid ASL (npm asl-validator) and the house rules for a saga."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFINITIONS = sorted((REPO / "statemachines").glob("*.asl.json"))
+TRANSIENT_LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+BUSINESS_ERRORS = {"InsufficientFunds", "AccountNotFound", "AccountFrozen"}
+
+
+def _states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """All states, including those inside Parallel branches and Map iterators."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(_states(branch))
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                found.update(_states(state[key]))
+    return found
+
+
+def test_there_are_definitions() -> None:
+    assert DEFINITIONS
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.name)
+def test_asl_validator_accepts(path: Path) -> None:
+    npx = shutil.which("npx")
+    assert npx, "node/npx is required (make install runs npm ci)"
+    result = subprocess.run(
+        [npx, "--no-install", "asl-validator", "--json-path", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.name)
+def test_timeouts_retries_and_catches(path: Path) -> None:
+    definition = json.loads(path.read_text())
+    assert definition.get("TimeoutSeconds"), "the whole execution needs a timeout"
+    for name, state in _states(definition).items():
+        if state["Type"] != "Task":
+            continue
+        assert state.get("TimeoutSeconds"), f"{name}: Step Functions has no task timeout by default"
+        assert state.get("Retry"), f"{name}: no Retry"
+        for retrier in state["Retry"]:
+            assert "States.ALL" not in retrier["ErrorEquals"], f"{name}: retrying every error retries business ones"
+            assert retrier.get("JitterStrategy") == "FULL", f"{name}: retries without jitter stampede"
+            assert retrier.get("MaxDelaySeconds"), f"{name}: unbounded backoff"
+            assert not BUSINESS_ERRORS & set(retrier["ErrorEquals"]), f"{name}: business errors are never retried"
+        if state["Resource"].endswith(":lambda:invoke"):
+            retried = set().union(*(set(r["ErrorEquals"]) for r in state["Retry"]))
+            assert retried >= TRANSIENT_LAMBDA_ERRORS, f"{name}: Lambda's transient errors must be retried"
+            assert state.get("Catch"), f"{name}: a failed leg must be caught"
+        for catcher in state.get("Catch", []):
+            if "States.ALL" in catcher["ErrorEquals"]:
+                assert catcher is state["Catch"][-1] and catcher["ErrorEquals"] == ["States.ALL"]
