@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 
 from holdline_local import moto_adapter
+from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.sandbox_bank import SandboxBank
 from holdline_local.template import Stack, read_stack, resolve, substitute_definition
 
@@ -49,6 +50,7 @@ class LocalStack:
     parameter_overrides: Mapping[str, str] = field(default_factory=dict)
     endpoint: str = ""
     bank: SandboxBank | None = None
+    connect: ConnectStandIn | None = None
     dispatcher: moto_adapter.LambdaDispatcher = field(default_factory=moto_adapter.LambdaDispatcher)
     names: dict[str, str] = field(default_factory=dict)  # logical ID -> ARN or name
     _server: Any = None
@@ -71,12 +73,23 @@ class LocalStack:
         self._build(read_stack(), bank_url)
         return self
 
+    def _start_connect(self, parameters: Mapping[str, str]) -> None:
+        """moto has no StartTaskContact: a stand-in serves it, reached through boto3's per-service endpoint."""
+        instance_arn = parameters.get("ConnectInstanceArn", "")
+        self.connect = ConnectStandIn(
+            instance_ids={instance_arn.rsplit("instance/", 1)[-1]},
+            contact_flow_ids={parameters.get("FollowUpContactFlowId", "")},
+        )
+        self._set_env({"AWS_ENDPOINT_URL_CONNECT": self.connect.start()})
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
         if self.bank is not None:
             self.bank.stop()
+        if self.connect is not None:
+            self.connect.stop()
         moto_adapter.uninstall()
         for key, value in self._saved_env.items():
             if value is None:
@@ -115,6 +128,15 @@ class LocalStack:
         parameters.update({"BankApiUrl": bank_url, "LogLevel": self.log_level, **self.parameter_overrides})
         refs: dict[str, str] = {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
         attributes: dict[str, str] = {}
+        self._start_connect(parameters)
+
+        sqs = self.client("sqs")
+        for queue in stack.queues.values():
+            url = sqs.create_queue(QueueName=queue.logical_id)["QueueUrl"]
+            refs[queue.logical_id] = url
+            attributes[f"{queue.logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue.logical_id}"
+            attributes[f"{queue.logical_id}.QueueName"] = queue.logical_id
+            attributes[f"{queue.logical_id}.QueueUrl"] = url
 
         for table in stack.tables.values():
             self._create_table(table.logical_id, table.properties)
@@ -196,8 +218,11 @@ def _reset_function_caches() -> None:
         from holdline.dal.aws import client
     except ImportError:  # pragma: no cover - the functions' package is not importable yet
         return
+    from holdline.dal.connect_tasks import _client as connect_client
+
     get_settings.cache_clear()
     client.cache_clear()
+    connect_client.cache_clear()
 
 
 @contextmanager

@@ -70,6 +70,12 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class QueueSpec:
+    logical_id: str
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Stack:
     """The parts of the template the local stack builds."""
 
@@ -77,6 +83,7 @@ class Stack:
     functions: Mapping[str, FunctionSpec]
     state_machines: Mapping[str, StateMachineSpec]
     tables: Mapping[str, TableSpec]
+    queues: Mapping[str, QueueSpec]
 
 
 def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
@@ -87,6 +94,7 @@ def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
     functions: dict[str, FunctionSpec] = {}
     state_machines: dict[str, StateMachineSpec] = {}
     tables: dict[str, TableSpec] = {}
+    queues: dict[str, QueueSpec] = {}
     for logical_id, resource in template["Resources"].items():
         kind = resource["Type"]
         props = resource.get("Properties", {})
@@ -108,8 +116,12 @@ def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
             )
         elif kind == "AWS::DynamoDB::Table":
             tables[logical_id] = TableSpec(logical_id=logical_id, properties=props)
+        elif kind == "AWS::SQS::Queue":
+            queues[logical_id] = QueueSpec(logical_id=logical_id, properties=props)
     parameters = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
-    return Stack(parameters=parameters, functions=functions, state_machines=state_machines, tables=tables)
+    return Stack(
+        parameters=parameters, functions=functions, state_machines=state_machines, tables=tables, queues=queues
+    )
 
 
 class UnresolvableValue(ValueError):

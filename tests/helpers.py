@@ -21,10 +21,12 @@ def executions(stack: LocalStack, name_prefix: str = "") -> list[dict[str, Any]]
     return [e for e in listed["executions"] if e["name"].startswith(name_prefix)]
 
 
-def wait_for_execution(stack: LocalStack, tracker_id: str, timeout: float = 60) -> dict[str, Any]:
+def wait_for_execution(
+    stack: LocalStack, tracker_id: str, timeout: float = 60, machine: str = "TransferStateMachine"
+) -> dict[str, Any]:
     """Wait until the execution named after the tracker has ended; return DescribeExecution's answer."""
     sfn = stack.client("stepfunctions")
-    arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
+    arn = stack.arn(machine).replace(":stateMachine:", ":execution:") + ":" + tracker_id
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
@@ -34,8 +36,8 @@ def wait_for_execution(stack: LocalStack, tracker_id: str, timeout: float = 60) 
     raise AssertionError(f"execution {tracker_id} still running after {timeout}s")
 
 
-def history(stack: LocalStack, tracker_id: str) -> list[dict[str, Any]]:
-    arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
+def history(stack: LocalStack, tracker_id: str, machine: str = "TransferStateMachine") -> list[dict[str, Any]]:
+    arn = stack.arn(machine).replace(":stateMachine:", ":execution:") + ":" + tracker_id
     events: list[dict[str, Any]] = stack.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
     return events
 

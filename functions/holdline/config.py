@@ -25,6 +25,12 @@ class Settings(BaseModel):
     max_hold_seconds: int = Field(default=600, ge=10)
     bank_api_url: str = "http://127.0.0.1:8099"
     bank_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The follow-up workflow (tasks for agents).
+    follow_up_state_machine_arn: str = ""
+    connect_instance_arn: str = ""
+    follow_up_contact_flow_id: str = ""
+    follow_up_dlq_url: str = ""
+    max_rule_retries_per_day: int = Field(default=5, ge=0)
 
     @field_validator("allowed_currencies", mode="before")
     @classmethod
@@ -40,6 +46,11 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"no minor-unit rule for {unknown}")
         return value
+
+
+def instance_id(instance_arn: str) -> str:
+    """``arn:aws:connect:…:instance/<id>`` -> ``<id>`` (what Connect's APIs call InstanceId)."""
+    return instance_arn.rsplit("instance/", 1)[-1]
 
 
 @lru_cache(maxsize=1)

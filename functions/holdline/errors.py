@@ -118,3 +118,64 @@ def describe_failure(error_name: str | None) -> tuple[str, str]:
     if error_name in _STATES_ERROR_CODES:
         return _STATES_ERROR_CODES[error_name]
     return "TECHNICAL_ERROR", HoldlineError.message
+
+
+# ---- Creating Amazon Connect tasks (the follow-up workflow) ---------------------------------------------
+# Named after what went wrong, mapped from Connect's error codes in dal/connect_tasks.py. The transient ones
+# are retried by the follow-up state machine with backoff and full jitter; the others fail the follow-up.
+class TaskNotCreated(HoldlineError):
+    code = "TASK_NOT_CREATED"
+    message = "We could not create a follow-up for an agent."
+
+
+class ConnectThrottled(TaskNotCreated):
+    """ThrottlingException: too many API calls."""
+
+    transient = True
+
+
+class ConnectTaskQuotaExceeded(TaskNotCreated):
+    """ServiceQuotaExceededException: the instance has its maximum of concurrent active tasks."""
+
+    transient = True
+
+
+class ConnectNotReady(TaskNotCreated):
+    """ResourceNotReadyException: the instance or flow is still being created."""
+
+    transient = True
+
+
+class ConnectUnavailable(TaskNotCreated):
+    """InternalServiceException or no answer: Connect's side, worth another try."""
+
+    transient = True
+
+
+class ConnectResourceNotFound(TaskNotCreated):
+    """ResourceNotFoundException: a wrong instance or contact flow id. Configuration, not luck."""
+
+
+class ConnectAccessDenied(TaskNotCreated):
+    """AccessDeniedException: the role may not call StartTaskContact on that instance."""
+
+
+class ConnectRequestInvalid(TaskNotCreated):
+    """InvalidRequestException / InvalidParameterException / IdempotencyException: a bug on our side."""
+
+
+ERRORS_BY_NAME.update(
+    {
+        cls.__name__: cls
+        for cls in (
+            TaskNotCreated,
+            ConnectThrottled,
+            ConnectTaskQuotaExceeded,
+            ConnectNotReady,
+            ConnectUnavailable,
+            ConnectResourceNotFound,
+            ConnectAccessDenied,
+            ConnectRequestInvalid,
+        )
+    }
+)

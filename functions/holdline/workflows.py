@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from holdline.config import Settings
+from holdline.models.follow_up import FollowUpRequest
 from holdline.models.requests import TransferRequest
 from holdline.observability import mask
 
@@ -54,7 +55,21 @@ TRANSFER = Workflow(
     success_fields=("confirmationNumber", "amount", "currency"),
 )
 
-REGISTRY: dict[str, Workflow] = {TRANSFER.operation: TRANSFER}
+
+def _describe_follow_up(request: FollowUpRequest) -> dict[str, str]:
+    return {"reason": request.reason, "relatedTrackerId": request.related_tracker_id or ""}
+
+
+FOLLOW_UP = Workflow(
+    operation="followUp",
+    request_model=FollowUpRequest,
+    state_machine_arn=lambda settings: settings.follow_up_state_machine_arn,
+    steps={"CREATING_TASK": 2},
+    describe=_describe_follow_up,
+    success_fields=("taskContactId",),
+)
+
+REGISTRY: dict[str, Workflow] = {workflow.operation: workflow for workflow in (TRANSFER, FOLLOW_UP)}
 DEFAULT_OPERATION = TRANSFER.operation
 
 

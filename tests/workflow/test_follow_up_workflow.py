@@ -1,0 +1,143 @@
+"""The follow-up workflow (a second workflow on the same starter/tracker/state-machine plumbing): the real
+ASL on moto's engine, the real handlers, and the Connect stand-in with injected faults."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from holdline.handlers import follow_up, results, starter, status
+from holdline_local.connect_standin import ConnectStandIn
+from holdline_local.stack import LocalStack
+from tests.helpers import history, tracker_row, wait_for_execution
+
+MACHINE = "FollowUpStateMachine"
+
+
+@pytest.fixture
+def connect(stack: LocalStack) -> Iterator[ConnectStandIn]:
+    assert stack.connect is not None
+    stack.connect.clear_faults()
+    yield stack.connect
+    stack.connect.clear_faults()
+
+
+def dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
+    sqs = stack.client("sqs")
+    url = stack.names["FollowUpDeadLetterQueue"]
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0)
+    for message in got.get("Messages", []):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return got.get("Messages", [])
+
+
+def attempts(stack: LocalStack, tracker_id: str) -> int:
+    return sum(
+        1
+        for event in history(stack, tracker_id, MACHINE)
+        if event["type"] == "TaskScheduled" and event["taskScheduledEventDetails"]["resourceType"] == "lambda"
+    )
+
+
+def start_from_flow(connect_event: Any, lambda_context: Any, contact_id: str = "", **parameters: str) -> str:
+    event = connect_event({"operation": "followUp", **parameters}, contact_id=contact_id)
+    answer = starter.handler(event, lambda_context)
+    assert answer["status"] == "STARTED", answer
+    return str(answer["trackerId"])
+
+
+def test_callback_from_a_flow_creates_one_task(
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
+) -> None:
+    contact_id = str(uuid.uuid4())
+    tracker_id = start_from_flow(connect_event, lambda_context, contact_id=contact_id, reason="CALLBACK_REQUESTED")
+    assert tracker_id.startswith("followUp-")
+    assert wait_for_execution(stack, tracker_id, machine=MACHINE)["status"] == "SUCCEEDED"
+    poll = connect_event({"trackerId": tracker_id})
+    assert status.handler(poll, lambda_context)["stepsTotal"] == "1"
+    answer = results.handler(poll, lambda_context)
+    assert answer["status"] == "SUCCEEDED"
+    (task,) = [t for t in connect.tasks if t.client_token == tracker_id]
+    assert answer["taskContactId"] == task.contact_id
+    assert task.request["PreviousContactId"] == contact_id
+    assert task.request["References"]["trackerId"] == {"Value": tracker_id, "Type": "STRING"}
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceQuotaExceededException", "ResourceNotReadyException"])
+def test_transient_connect_errors_are_retried_and_create_one_task(
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any, code: str
+) -> None:
+    connect.fail_next(code, times=2)
+    tracker_id = start_from_flow(connect_event, lambda_context)
+    assert wait_for_execution(stack, tracker_id, machine=MACHINE)["status"] == "SUCCEEDED"
+    assert attempts(stack, tracker_id) == 3
+    assert connect.count(tracker_id) == 1
+    row = tracker_row(stack, tracker_id)
+    assert row is not None and row["status"]["S"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("ResourceNotFoundException", "ConnectResourceNotFound"), ("AccessDeniedException", "ConnectAccessDenied")],
+)
+def test_permanent_errors_fail_at_once_into_the_dead_letter_queue(
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any, code: str, error: str
+) -> None:
+    dead_letters(stack)
+    connect.fail_next(code)
+    tracker_id = start_from_flow(connect_event, lambda_context)
+    wait_for_execution(stack, tracker_id, machine=MACHINE)
+    assert attempts(stack, tracker_id) == 1
+    assert connect.count(tracker_id) == 0
+    answer = results.handler(connect_event({"trackerId": tracker_id}), lambda_context)
+    assert answer["status"] == "FAILED" and answer["errorCode"] == "TASK_NOT_CREATED"
+    (message,) = dead_letters(stack)
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == error
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "NotRetryable"
+    assert attributes["TARGET_ARN"].endswith(":function:CreateFollowUpTaskFunction")
+    assert json.loads(message["Body"])["trackerId"] == tracker_id
+
+
+def test_retries_are_bounded(
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
+) -> None:
+    dead_letters(stack)
+    connect.fail_next("ThrottlingException", times=50)
+    tracker_id = start_from_flow(connect_event, lambda_context)
+    wait_for_execution(stack, tracker_id, machine=MACHINE)
+    assert attempts(stack, tracker_id) == 6  # the first try and MaxAttempts 5
+    (message,) = dead_letters(stack)
+    assert message["MessageAttributes"]["EXHAUSTED_RETRY_CONDITION"]["StringValue"] == "MaximumRetryAttempts"
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "ConnectThrottled"
+
+
+def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
+) -> None:
+    transfer = starter.handler(
+        connect_event({"fromAccount": "CHK-00011111", "toAccount": "CHK-00000404", "amount": "3.00"}), lambda_context
+    )
+    wait_for_execution(stack, transfer["trackerId"])
+    row = tracker_row(stack, transfer["trackerId"])
+    assert row is not None
+    detail = {
+        "trackerId": transfer["trackerId"],
+        "reasonCode": "REFUND_PENDING",
+        "contactId": row["contactId"]["S"],
+        "instanceArn": row["instanceArn"]["S"],
+    }
+    first = follow_up.transfer_failed({"detail": detail}, lambda_context)
+    again = follow_up.transfer_failed({"detail": detail}, lambda_context)  # a repeated event: the same follow-up
+    assert first == again
+    wait_for_execution(stack, first["followUpTrackerId"], machine=MACHINE)
+    (task,) = [t for t in connect.tasks if t.client_token == first["followUpTrackerId"]]
+    assert task.request["PreviousContactId"] == row["contactId"]["S"]
+    description = task.request["Description"]
+    assert "****1111" in description and "****0404" in description
+    assert "CHK-00011111" not in description and "00000404" not in description.replace("****0404", "")
+    assert task.request["References"]["relatedTrackerId"]["Value"] == transfer["trackerId"]
