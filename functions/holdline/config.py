@@ -25,6 +25,11 @@ class Settings(BaseModel):
     max_hold_seconds: int = Field(default=600, ge=10)
     bank_api_url: str = "http://127.0.0.1:8099"
     bank_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Failure notifications and reconciliation (issue 5).
+    event_bus_name: str = "default"
+    sweep_after_seconds: int = Field(default=960, ge=60)
+    sweep_max_items: int = Field(default=50, ge=1, le=500)
+    sweep_describe_per_second: float = Field(default=5.0, gt=0, le=15)
 
     @field_validator("allowed_currencies", mode="before")
     @classmethod
