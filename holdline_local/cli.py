@@ -138,7 +138,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             "endpoint_url": args.endpoint,
             "region_name": args.region or "us-east-1",
             "aws_access_key_id": "local",
-            "aws_secret_access_key": "local",  # noqa: S106
+            "aws_secret_access_key": "local",
         }
     else:  # a deployed stack with the default credential chain
         options = {"region_name": args.region} if args.region else {}

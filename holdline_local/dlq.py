@@ -141,6 +141,7 @@ class DeadLetters:
 
     def _receive(self, logical_id: str, max_messages: int, visibility: int) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
+        seen: set[str] = set()
         sqs = self._client("sqs")
         while len(messages) < max_messages:
             answer = sqs.receive_message(
@@ -150,9 +151,11 @@ class DeadLetters:
                 VisibilityTimeout=visibility,
                 WaitTimeSeconds=0,
             )
-            batch = answer.get("Messages", [])
+            # A peek (visibility 0) sees the same messages again: stop at the first round with nothing new.
+            batch = [m for m in answer.get("Messages", []) if m["MessageId"] not in seen]
             if not batch:
                 break
+            seen.update(m["MessageId"] for m in batch)
             messages.extend(batch)
         return messages
 

@@ -38,6 +38,7 @@ class StreamMapping:
     after_sequence: str | None = None
     attempts: int = 0
     invocations: int = field(default=0)
+    shard_of: dict[str, str] = field(default_factory=dict)  # sequence number -> shard id
 
     @classmethod
     def from_properties(cls, logical_id: str, props: Mapping[str, Any], queue_urls: Mapping[str, str]) -> StreamMapping:
@@ -115,7 +116,9 @@ class StreamPump:
                     ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                     SequenceNumber=mapping.after_sequence,
                 )["ShardIterator"]
-            records.extend(self._streams.get_records(ShardIterator=iterator, Limit=1000)["Records"])
+            got = self._streams.get_records(ShardIterator=iterator, Limit=1000)["Records"]
+            mapping.shard_of.update({r["dynamodb"]["SequenceNumber"]: shard["ShardId"] for r in got})
+            records.extend(got)
         return records
 
     def _poll(self, mapping: StreamMapping) -> bool:
@@ -177,7 +180,7 @@ class StreamPump:
             },
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "DDBStreamBatchInfo": {
-                "shardId": records[0].get("shardId", "shard"),
+                "shardId": mapping.shard_of.get(records[0]["dynamodb"]["SequenceNumber"], ""),
                 "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
                 "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
                 "approximateArrivalOfFirstRecord": now,
