@@ -381,3 +381,13 @@ class _Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30000
+
+
+def test_cli_lists_and_shows_against_the_local_endpoint(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    from holdline_local.cli import main
+
+    assert main(["dlq", "--endpoint", stack.endpoint, "list"]) == 0
+    listed = {row["queue"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(listed) == {"AsyncInvokeDLQ", "FailureNotifierDLQ", "ReconcilerTargetDLQ", "SweeperTargetDLQ"}
+    assert main(["dlq", "--endpoint", stack.endpoint, "show", "NotADLQ"]) == 2
+    assert main(["dlq", "list"]) == 2  # neither a local endpoint nor a stack: refused, nothing touched
