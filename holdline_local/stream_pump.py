@@ -72,7 +72,7 @@ class StreamPump:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, interval: float = 0.05) -> None:
+    def start(self, interval: float = 0.2) -> None:
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
