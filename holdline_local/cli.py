@@ -2,6 +2,7 @@
 
 holdline local up [--port N]          run the local stack in the foreground until Ctrl-C
 holdline simulate [--event FILE]      play one simulated Connect call end to end
+holdline dlq list|show Q|redrive Q    dead letters of a local (--endpoint) or deployed (--stack-name) stack
 """
 
 from __future__ import annotations
@@ -126,6 +127,47 @@ def _lambda_invoker(client: Any) -> Any:
     return invoke
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """Dead-letter queues (holdline_local/dlq.py): found from template.yaml, reached by logical ID."""
+    import boto3
+
+    from holdline_local import dlq
+
+    if args.endpoint:
+        options: dict[str, Any] = {
+            "endpoint_url": args.endpoint,
+            "region_name": args.region or "us-east-1",
+            "aws_access_key_id": "local",
+            "aws_secret_access_key": "local",
+        }
+    else:  # a deployed stack with the default credential chain
+        options = {"region_name": args.region} if args.region else {}
+
+    def client(service: str) -> Any:
+        return boto3.client(service, **options)
+
+    if args.endpoint:
+        queue_url = dlq.local_queue_url(client("sqs"))
+    elif args.stack_name:
+        queue_url = dlq.stack_queue_url(client("cloudformation"), args.stack_name)
+    else:
+        print("give --endpoint (local stack) or --stack-name (deployed stack)", file=sys.stderr)
+        return 2
+    letters = dlq.DeadLetters(client, queue_url)
+    try:
+        if args.dlq_command == "list":
+            result: Any = letters.summary()
+        elif args.dlq_command == "show":
+            result = letters.show(args.queue, args.max)
+        else:
+            result = letters.redrive(args.queue, args.max)
+    except (KeyError, ValueError) as exc:  # an unknown queue, or one that cannot be replayed
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if isinstance(result, dict) and result.get("failed") else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="holdline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -148,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--endpoint", help="a running local stack (holdline local up) instead of an embedded one")
     simulate.add_argument("--expect", help="exit 1 unless the outcome is this (e.g. SUCCEEDED)")
     simulate.set_defaults(func=cmd_simulate)
+
+    dead = commands.add_parser("dlq", help="inspect and replay dead letters (docs/failure-events.md)")
+    dead.add_argument("--endpoint", help="a running local stack (holdline local up)")
+    dead.add_argument("--stack-name", help="a deployed stack (default AWS credentials)")
+    dead.add_argument("--region", help="AWS region of the deployed stack")
+    dead_commands = dead.add_subparsers(dest="dlq_command", required=True)
+    dead_commands.add_parser("list", help="every DLQ of the template: kind, source, depth")
+    for name, text in (("show", "peek at messages, attributes normalized"), ("redrive", "replay, then delete")):
+        sub = dead_commands.add_parser(name, help=text)
+        sub.add_argument("queue", help="the queue's logical ID, e.g. ReconcilerTargetDLQ")
+        sub.add_argument("--max", type=int, default=10, help="at most this many messages")
+    dead.set_defaults(func=cmd_dlq)
     return parser
 
 

@@ -5,6 +5,8 @@ pyproject.toml (tests/functional/test_moto_adapter.py): a moto upgrade that move
    replace its ``invoke`` so that it imports the function's ``Handler`` and calls it. An exception becomes a
    Lambda "Unhandled" error whose ``errorType`` is the exception's class name, which is exactly what ASL
    ``Retry``/``Catch`` match on AWS.
+3. (below, ``install_event_targets``) EventBridge rules' Lambda targets, which moto does not deliver, go to
+   the local stack's emulation of EventBridge's asynchronous delivery (holdline_local/event_targets.py).
 2. Time runs faster. moto's Step Functions executor really sleeps in ``Wait`` states and between retries;
    a time scale multiplies those sleeps so tests and the demo run fast while the ASL stays exactly what is
    deployed. Task ``TimeoutSeconds`` are not scaled: real handler work must fit in them, as on AWS.
@@ -62,6 +64,14 @@ class LocalLambdaContext:
 Invocation = Callable[[dict[str, Any], LocalLambdaContext], Any]
 
 
+class LambdaInvokeRefused(Exception):
+    """The Lambda service refused the invoke itself (the function never ran): what EventBridge retries."""
+
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
 class LambdaDispatcher:
     """Maps function names to our handlers and runs them in-process; counts invocations for tests."""
 
@@ -70,6 +80,8 @@ class LambdaDispatcher:
         self._handlers: dict[str, Invocation] = {}
         self._lock = threading.Lock()
         self.invocations: dict[str, int] = {}
+        #: Tests: refuse the next N invokes of a function as throttled, as Lambda does at its concurrency limit.
+        self.throttle: dict[str, int] = {}
 
     def register(self, function: LocalFunction) -> None:
         self._functions[function.name] = function
@@ -93,10 +105,18 @@ class LambdaDispatcher:
     def _find(self, name: str) -> LocalFunction | None:
         return self._functions.get(name) or self._functions.get(name.rsplit(":", 1)[-1])
 
-    def invoke(self, name: str, body: bytes | str | None, response_headers: dict[str, str]) -> bytes | None:
+    def invoke(
+        self, name: str, body: bytes | str | None, response_headers: dict[str, str], *, refuse_unknown: bool = False
+    ) -> bytes | None:
         function = self._find(name)
         if function is None:
+            if refuse_unknown:
+                raise LambdaInvokeRefused("NO_RESOURCE", f"Function not found: {name}")
             return None
+        with self._lock:
+            if self.throttle.get(function.name, 0) > 0:
+                self.throttle[function.name] -= 1
+                raise LambdaInvokeRefused("THROTTLING", "Rate Exceeded.")
         with self._lock:
             self.invocations[function.name] = self.invocations.get(function.name, 0) + 1
         event = json.loads(body) if body else {}
@@ -152,9 +172,38 @@ def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
     retrier_decl.time = _ScaledTime(time_scale)  # type: ignore[assignment]
 
 
+def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]], None] | None) -> None:
+    """Route EventBridge rules' Lambda targets to ``deliver(rule_arn, target, event)``; None restores moto."""
+    from moto.events.models import Rule
+
+    original = _installed.setdefault("send_to_targets", Rule.send_to_targets)
+    if deliver is None:
+        Rule.send_to_targets = original  # type: ignore[method-assign]
+        return
+
+    def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(original_event):
+            return
+        lambda_targets = [t for t in self.targets if ":lambda:" in str(t.get("Arn", ""))]
+        for target in lambda_targets:
+            deliver(self.arn, target, original_event)
+        others = [t for t in self.targets if t not in lambda_targets]
+        if others:
+            saved = self.targets
+            self.targets = others
+            try:
+                original(self, original_event, transform_input)
+            finally:
+                self.targets = saved
+
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+
 def uninstall() -> None:
     if not _installed:
         return
+    if "send_to_targets" in _installed:
+        install_event_targets(None)
     LambdaSimpleBackend.invoke = _installed["invoke"]  # type: ignore[method-assign]
     WaitFunction._wait_interval = _installed["wait"]  # type: ignore[method-assign]
     retrier_decl.time = _installed["retrier_time"]

@@ -21,7 +21,9 @@ from botocore.config import Config
 
 from holdline_local import moto_adapter
 from holdline_local.connect_standin import ConnectStandIn
+from holdline_local.event_targets import LambdaTargetDelivery
 from holdline_local.sandbox_bank import SandboxBank
+from holdline_local.stream_pump import StreamMapping, StreamPump
 from holdline_local.template import Stack, read_stack, resolve, substitute_definition
 
 REGION = "us-east-1"
@@ -53,6 +55,8 @@ class LocalStack:
     connect: ConnectStandIn | None = None
     dispatcher: moto_adapter.LambdaDispatcher = field(default_factory=moto_adapter.LambdaDispatcher)
     names: dict[str, str] = field(default_factory=dict)  # logical ID -> ARN or name
+    pump: StreamPump | None = None
+    event_targets: LambdaTargetDelivery | None = None
     _server: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
@@ -70,19 +74,13 @@ class LocalStack:
         self.endpoint = f"http://{host}:{port}"
         # moto's Step Functions executor calls Lambda and DynamoDB through this port.
         self._set_env({**_RUNTIME_ENV, "MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.endpoint})
-        self._build(read_stack(), bank_url)
+        self._build(read_stack(parameter_overrides=self.parameter_overrides), bank_url)
         return self
 
-    def _start_connect(self, parameters: Mapping[str, str]) -> None:
-        """moto has no StartTaskContact: a stand-in serves it, reached through boto3's per-service endpoint."""
-        instance_arn = parameters.get("ConnectInstanceArn", "")
-        self.connect = ConnectStandIn(
-            instance_ids={instance_arn.rsplit("instance/", 1)[-1]},
-            contact_flow_ids={parameters.get("FollowUpContactFlowId", "")},
-        )
-        self._set_env({"AWS_ENDPOINT_URL_CONNECT": self.connect.start()})
-
     def stop(self) -> None:
+        if self.pump is not None:
+            self.pump.stop()
+            self.pump = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -130,18 +128,13 @@ class LocalStack:
         attributes: dict[str, str] = {}
         self._start_connect(parameters)
 
-        sqs = self.client("sqs")
-        for queue in stack.queues.values():
-            url = sqs.create_queue(QueueName=queue.logical_id)["QueueUrl"]
-            refs[queue.logical_id] = url
-            attributes[f"{queue.logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue.logical_id}"
-            attributes[f"{queue.logical_id}.QueueName"] = queue.logical_id
-            attributes[f"{queue.logical_id}.QueueUrl"] = url
-
         for table in stack.tables.values():
-            self._create_table(table.logical_id, table.properties)
+            stream_arn = self._create_table(table.logical_id, table.properties)
             refs[table.logical_id] = table.logical_id
             attributes[f"{table.logical_id}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table.logical_id}"
+            if stream_arn:
+                attributes[f"{table.logical_id}.StreamArn"] = stream_arn
+        self._build_queues_and_buses(stack, refs, attributes)
 
         lambda_client = self.client("lambda")
         for spec in stack.functions.values():
@@ -169,6 +162,8 @@ class LocalStack:
             refs[machine.logical_id] = arn
             attributes[f"{machine.logical_id}.Arn"] = arn
 
+        self._build_rules_and_mappings(stack, refs, attributes)
+
         # Functions' environments last: they may Ref the state machine.
         environments = {
             spec.logical_id: {k: str(resolve(v, refs, attributes)) for k, v in spec.environment.items()}
@@ -178,17 +173,85 @@ class LocalStack:
         self.names = {**refs, **{k: v for k, v in attributes.items() if k.endswith(".Arn")}}
         _reset_function_caches()
 
-    def _create_table(self, name: str, properties: Mapping[str, Any]) -> None:
+    def _create_table(self, name: str, properties: Mapping[str, Any]) -> str | None:
         ddb = self.client("dynamodb")
-        ddb.create_table(
+        extra: dict[str, Any] = {}
+        if properties.get("GlobalSecondaryIndexes"):
+            extra["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+        if properties.get("StreamSpecification"):
+            extra["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+        created = ddb.create_table(
             TableName=name,
             KeySchema=properties["KeySchema"],
             AttributeDefinitions=properties["AttributeDefinitions"],
             BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+            **extra,
         )
         ttl = properties.get("TimeToLiveSpecification")
         if ttl:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        stream_arn: str | None = created["TableDescription"].get("LatestStreamArn")
+        return stream_arn
+
+    def _start_connect(self, parameters: Mapping[str, str]) -> None:
+        """moto has no StartTaskContact: a stand-in serves it, reached through boto3's per-service endpoint."""
+        instance_arn = parameters.get("ConnectInstanceArn", "")
+        self.connect = ConnectStandIn(
+            instance_ids={instance_arn.rsplit("instance/", 1)[-1]},
+            contact_flow_ids={parameters.get("FollowUpContactFlowId", "")},
+        )
+        self._set_env({"AWS_ENDPOINT_URL_CONNECT": self.connect.start()})
+
+    # ---- queues, buses, rules, stream mappings (issue 5) -------------------------------------------------
+    def _build_queues_and_buses(self, stack: Stack, refs: dict[str, str], attributes: dict[str, str]) -> None:
+        """Every AWS::SQS::Queue and AWS::Events::EventBus, named by logical ID (Ref: URL and name)."""
+        sqs = self.client("sqs")
+        for logical_id, props in stack.of_type("AWS::SQS::Queue").items():
+            queue_attributes = {
+                k: str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in props.items()
+                if k in {"SqsManagedSseEnabled", "MessageRetentionPeriod", "VisibilityTimeout"}
+            }
+            url = sqs.create_queue(QueueName=logical_id, Attributes=queue_attributes)["QueueUrl"]
+            refs[logical_id] = url
+            attributes[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{logical_id}"
+            attributes[f"{logical_id}.QueueName"] = logical_id
+        events = self.client("events")
+        for logical_id in stack.of_type("AWS::Events::EventBus"):
+            attributes[f"{logical_id}.Arn"] = events.create_event_bus(Name=logical_id)["EventBusArn"]
+            refs[logical_id] = logical_id
+
+    def _build_rules_and_mappings(self, stack: Stack, refs: dict[str, str], attributes: dict[str, str]) -> None:
+        events = self.client("events")
+        for logical_id, raw in stack.of_type("AWS::Events::Rule").items():
+            props = resolve(raw, refs, attributes)
+            rule: dict[str, Any] = {"Name": logical_id, "EventBusName": props.get("EventBusName", "default")}
+            if "EventPattern" in props:
+                rule["EventPattern"] = json.dumps(props["EventPattern"])
+            if "ScheduleExpression" in props:  # stored, never fired: moto runs no schedules (invoke by hand)
+                rule["ScheduleExpression"] = props["ScheduleExpression"]
+            attributes[f"{logical_id}.Arn"] = events.put_rule(**rule)["RuleArn"]
+            refs[logical_id] = logical_id
+            if props.get("Targets"):
+                events.put_targets(Rule=logical_id, EventBusName=rule["EventBusName"], Targets=props["Targets"])
+
+        queue_urls = {attributes[f"{q}.Arn"]: refs[q] for q in stack.of_type("AWS::SQS::Queue")}
+        invoke_configs = {
+            spec.logical_id: resolve(spec.event_invoke_config, refs, attributes) for spec in stack.functions.values()
+        }
+        self.event_targets = LambdaTargetDelivery(
+            self.dispatcher, lambda: self.client("sqs"), self.time_scale, invoke_configs, queue_urls
+        )
+        moto_adapter.install_event_targets(self.event_targets.deliver)
+
+        mappings = [
+            StreamMapping.from_properties(logical_id, resolve(raw, refs, attributes), queue_urls)
+            for logical_id, raw in stack.of_type("AWS::Lambda::EventSourceMapping").items()
+            if ":dynamodb:" in str(resolve(raw["EventSourceArn"], refs, attributes))
+        ]
+        if mappings:
+            self.pump = StreamPump(self.client("dynamodbstreams"), self.client("sqs"), self.dispatcher, mappings)
+            self.pump.start()
 
     # ---- conveniences for tests and the CLI ------------------------------------------------------------
     def arn(self, logical_id: str) -> str:

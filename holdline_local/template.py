@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class FunctionSpec:
     code_uri: Path
     timeout: int
     environment: Mapping[str, Any]  # unresolved: values may be {"Ref": ...}
+    event_invoke_config: Mapping[str, Any] = field(default_factory=dict)  # unresolved
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,6 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
-class QueueSpec:
-    logical_id: str
-    properties: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class Stack:
     """The parts of the template the local stack builds."""
 
@@ -83,21 +78,30 @@ class Stack:
     functions: Mapping[str, FunctionSpec]
     state_machines: Mapping[str, StateMachineSpec]
     tables: Mapping[str, TableSpec]
-    queues: Mapping[str, QueueSpec]
+    #: Every other resource whose Condition holds, by logical ID: (Type, Properties), unresolved. The local
+    #: stack builds the kinds it knows (queues, buses, rules, event source mappings) and ignores the rest.
+    others: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def of_type(self, kind: str) -> dict[str, Mapping[str, Any]]:
+        return {logical_id: props for logical_id, (k, props) in self.others.items() if k == kind}
 
 
-def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
+def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str] | None = None) -> Stack:
     template = load_template(path)
+    defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+    conditions = evaluate_conditions(template, {**defaults, **(parameter_overrides or {})})
+    others: dict[str, tuple[str, Mapping[str, Any]]] = {}
     root = path.parent
     globals_fn = template.get("Globals", {}).get("Function", {})
     global_env = globals_fn.get("Environment", {}).get("Variables", {})
     functions: dict[str, FunctionSpec] = {}
     state_machines: dict[str, StateMachineSpec] = {}
     tables: dict[str, TableSpec] = {}
-    queues: dict[str, QueueSpec] = {}
     for logical_id, resource in template["Resources"].items():
         kind = resource["Type"]
         props = resource.get("Properties", {})
+        if "Condition" in resource and not conditions[resource["Condition"]]:
+            continue
         if kind == "AWS::Serverless::Function":
             env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
             functions[logical_id] = FunctionSpec(
@@ -106,6 +110,7 @@ def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
                 code_uri=root / props.get("CodeUri", globals_fn.get("CodeUri", ".")),
                 timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
                 environment=env,
+                event_invoke_config=props.get("EventInvokeConfig", {}),
             )
         elif kind == "AWS::Serverless::StateMachine":
             state_machines[logical_id] = StateMachineSpec(
@@ -116,12 +121,42 @@ def read_stack(path: Path = TEMPLATE_PATH) -> Stack:
             )
         elif kind == "AWS::DynamoDB::Table":
             tables[logical_id] = TableSpec(logical_id=logical_id, properties=props)
-        elif kind == "AWS::SQS::Queue":
-            queues[logical_id] = QueueSpec(logical_id=logical_id, properties=props)
-    parameters = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
-    return Stack(
-        parameters=parameters, functions=functions, state_machines=state_machines, tables=tables, queues=queues
-    )
+        else:
+            others[logical_id] = (kind, props)
+    return Stack(parameters=defaults, functions=functions, state_machines=state_machines, tables=tables, others=others)
+
+
+def evaluate_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, bool]:
+    """The template's Conditions (Fn::Equals/Not/And/Or over parameters and other conditions)."""
+    raw = template.get("Conditions", {})
+    done: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return "" if parameters.get(node["Ref"]) is None else str(parameters[node["Ref"]])
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return condition(node["Condition"])
+        if isinstance(node, dict) and len(node) == 1:
+            ((key, args),) = node.items()
+            if key == "Fn::Equals":
+                return value(args[0]) == value(args[1])
+            if key == "Fn::Not":
+                return not value(args[0])
+            if key == "Fn::And":
+                return all(value(a) for a in args)
+            if key == "Fn::Or":
+                return any(value(a) for a in args)
+            raise UnresolvableValue(f"condition function {key}")
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in done:
+            done[name] = bool(value(raw[name]))
+        return done[name]
+
+    for name in raw:
+        condition(name)
+    return done
 
 
 class UnresolvableValue(ValueError):

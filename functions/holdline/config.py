@@ -32,6 +32,12 @@ class Settings(BaseModel):
     follow_up_dlq_url: str = ""
     max_rule_retries_per_day: int = Field(default=5, ge=0)
 
+    # Failure notifications and reconciliation (issue 5).
+    event_bus_name: str = "default"
+    sweep_after_seconds: int = Field(default=960, ge=60)
+    sweep_max_items: int = Field(default=50, ge=1, le=500)
+    sweep_describe_per_second: float = Field(default=5.0, gt=0, le=15)
+
     @field_validator("allowed_currencies", mode="before")
     @classmethod
     def _split_currencies(cls, value: object) -> object:

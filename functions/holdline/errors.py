@@ -179,3 +179,24 @@ ERRORS_BY_NAME.update(
         )
     }
 )
+
+# Failures recorded by the reconciler and the sweeper (not raised by a leg): the execution itself ended badly.
+EXECUTION_FAILURES = {
+    "ExecutionFailed": "EXECUTION_FAILED",
+    "ExecutionTimedOut": "EXECUTION_TIMED_OUT",
+    "ExecutionAborted": "EXECUTION_ABORTED",
+    "ExecutionNotStarted": "EXECUTION_NOT_STARTED",
+}
+
+
+def failure_reason(error_name: str | None) -> tuple[str, bool]:
+    """The operator's view of a failure: (reasonCode, retryable). ``retryable`` means a new attempt of the
+    same request may succeed (the bank was down, the execution was cut short); a business refusal or a
+    refund that needs a person is not."""
+    if error_name in EXECUTION_FAILURES:
+        return EXECUTION_FAILURES[error_name], error_name != "ExecutionFailed"
+    if error_name in ERRORS_BY_NAME:
+        cls = ERRORS_BY_NAME[error_name]
+        return cls.code, cls.transient
+    code, _ = describe_failure(error_name)
+    return code, error_name == "States.Timeout"

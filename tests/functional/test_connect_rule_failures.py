@@ -134,3 +134,21 @@ def test_what_cannot_be_re_attempted_lands_in_the_dead_letter_queue(
     assert attributes["ERROR_MESSAGE"] == event["detail"]["error"]
     assert event["detail"]["ruleId"] in attributes["RULE_ARN"]
     assert len(recorded(stack, event["id"])) == 1
+
+
+def test_the_cli_shows_what_needs_a_person_and_refuses_to_replay_it(
+    stack: LocalStack, connect: ConnectStandIn, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from holdline_local.cli import main
+
+    event = fresh("connect-rule-send-notification.json")
+    follow_up.rule_failure(event, lambda_context)
+    capsys.readouterr()
+    assert main(["dlq", "--endpoint", stack.endpoint, "show", "FollowUpDeadLetterQueue"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (message,) = [m for m in shown if event["id"] in json.dumps(m)]
+    assert message["attributes"]["ERROR_CODE"] == "AccessDeniedException"
+    assert message["attributes"]["EXHAUSTED_RETRY_CONDITION"] == "NotRetryable"
+    assert main(["dlq", "--endpoint", stack.endpoint, "redrive", "FollowUpDeadLetterQueue"]) == 2
+    assert "nothing to replay" in capsys.readouterr().err
+    assert len(dead_letters(stack)) == 1  # still there for a person

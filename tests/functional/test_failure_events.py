@@ -1,0 +1,402 @@
+"""Failures are never silent: on the local stack (moto + our stream pump + our EventBridge Lambda-target
+emulation), every way a tracker becomes FAILED produces exactly one "Holdline Task Failed" event with the
+documented schema; dead letters keep their attributes and replay once.
+
+What moto does and doesn't: it runs the real ASL, records the tracker's stream, delivers rule -> SQS
+targets. It never emits "Step Functions Execution Status Change" events (the tests put the event AWS would
+send), runs no schedules (the tests call the sweeper) and does not deliver to Lambda targets or DLQs (the
+local stack emulates that: holdline_local/event_targets.py).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from holdline.config import get_settings
+from holdline.dal import bank_api
+from holdline.dal import events as events_dal
+from holdline.handlers import notifications, starter
+from holdline.logic import reconcile
+from holdline_local.dlq import DeadLetters, local_queue_url
+from holdline_local.stack import LocalStack
+from tests.conftest import REPO
+from tests.helpers import tracker_row, wait_for_execution
+
+SCHEMA = json.loads((REPO / "events" / "failure-event.json").read_text())
+
+
+class EventCapture:
+    """A rule on the Holdline bus with an SQS target: what an operator's consumer would receive."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.sqs = stack.client("sqs")
+        name = f"capture-{uuid.uuid4().hex[:8]}"
+        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = stack.client("events")
+        events.put_rule(
+            Name=name,
+            EventBusName="HoldlineEventBus",
+            EventPattern=json.dumps({"source": ["holdline"], "detail-type": ["Holdline Task Failed"]}),
+        )
+        events.put_targets(Rule=name, EventBusName="HoldlineEventBus", Targets=[{"Id": "capture", "Arn": arn}])
+        self.seen: list[dict[str, Any]] = []
+
+    def settle(self) -> None:
+        assert self.stack.event_targets is not None and self.stack.pump is not None
+        self.stack.event_targets.wait()
+        self.stack.pump.drain()
+
+    def events_for(self, tracker_id: str) -> list[dict[str, Any]]:
+        self.settle()
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                self.seen.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return [e for e in self.seen if e["detail"]["trackerId"] == tracker_id]
+
+
+@pytest.fixture(scope="module")
+def capture(stack: LocalStack) -> EventCapture:
+    return EventCapture(stack)
+
+
+def assert_schema(event: dict[str, Any]) -> dict[str, Any]:
+    assert event["source"] == SCHEMA["source"] and event["detail-type"] == SCHEMA["detail-type"]
+    detail = event["detail"]
+    assert set(detail) == set(SCHEMA["detail"]), set(detail) ^ set(SCHEMA["detail"])
+    assert set(detail["additionalInfo"]) == set(SCHEMA["detail"]["additionalInfo"])
+    assert set(detail["request"]) == set(SCHEMA["detail"]["request"])
+    assert isinstance(detail["additionalInfo"]["retryable"], bool)
+    assert isinstance(detail["additionalInfo"]["retryDelay"], int)
+    assert detail["dedupeKey"] == f"{detail['trackerId']}:FAILED"
+    return dict(detail)
+
+
+def start(stack: LocalStack, connect_event: Any, lambda_context: Any, **parameters: str) -> str:
+    params = {"fromAccount": "CHK-00011111", "toAccount": "SAV-00022222", "amount": "10.00", **parameters}
+    answer = starter.handler(connect_event(params), lambda_context)
+    assert answer["status"] == "STARTED", answer
+    return str(answer["trackerId"])
+
+
+def status_change(tracker_id: str, status: str) -> dict[str, Any]:
+    """What EventBridge would deliver for the execution named after the tracker."""
+    return {
+        "Source": "aws.states",
+        "DetailType": "Step Functions Execution Status Change",
+        "Detail": json.dumps(
+            {
+                "executionArn": f"arn:aws:states:us-east-1:123456789012:execution:TransferStateMachine:{tracker_id}",
+                "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:TransferStateMachine",
+                "name": tracker_id,
+                "status": status,
+                "input": json.dumps({"trackerId": tracker_id, "operation": "transfer"}),
+            }
+        ),
+    }
+
+
+def running_row(stack: LocalStack, created_at: int, step: str = "DEBITING") -> str:
+    tracker_id = f"transfer-{uuid.uuid4().hex}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={
+            "trackerId": {"S": tracker_id},
+            "operation": {"S": "transfer"},
+            "status": {"S": "RUNNING"},
+            "step": {"S": step},
+            "contactId": {"S": "c-1"},
+            "instanceArn": {"S": "arn:aws:connect:us-east-1:123456789012:instance/i-1"},
+            "createdAt": {"N": str(created_at)},
+            "request": {"M": {"fromAccount": {"S": "CHK-00011111"}, "toAccount": {"S": "SAV-00022222"}}},
+        },
+    )
+    return tracker_id
+
+
+def status_of(stack: LocalStack, tracker_id: str) -> tuple[str, str | None]:
+    row = tracker_row(stack, tracker_id)
+    assert row is not None
+    return row["status"]["S"], row.get("failureError", {}).get("S")
+
+
+# ---- the saga's failures --------------------------------------------------------------------------------------
+def test_business_refusal_one_masked_event(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context, fromAccount="CHK-00000402", amount="250.00")
+    wait_for_execution(stack, tracker_id)
+    [event] = capture.events_for(tracker_id)
+    detail = assert_schema(event)
+    assert (detail["reasonCode"], detail["error"], detail["step"]) == (
+        "INSUFFICIENT_FUNDS",
+        "InsufficientFunds",
+        "DEBITING",
+    )
+    assert detail["additionalInfo"] == {"retryable": False, "retryDelay": 0, "manualReviewRequired": False}
+    assert detail["request"]["fromAccount"] == "****0402" and detail["failureSource"] == "SAGA"
+    assert "CHK-00000402" not in json.dumps(event) and "SAV-00022222" not in json.dumps(event)
+    assert event["resources"] == [
+        f"{stack.arn('TransferStateMachine').replace(':stateMachine:', ':execution:')}:{tracker_id}"
+    ]
+
+
+def test_exhausted_retries_one_retryable_event(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context, fromAccount="CHK-00000503")
+    wait_for_execution(stack, tracker_id)
+    [event] = capture.events_for(tracker_id)
+    detail = assert_schema(event)
+    assert detail["reasonCode"] == "BANK_UNAVAILABLE" and detail["step"] == "REFUNDING"
+    assert detail["additionalInfo"]["retryable"] is True and detail["additionalInfo"]["retryDelay"] > 0
+
+
+def test_refund_pending_is_flagged_for_a_person(stack: LocalStack, capture: EventCapture) -> None:
+    # The saga's RecordRefundPending write, as the ASL makes it (the sandbox bank cannot fail a refund after a
+    # debit that landed, so the test makes the tracker change the state machine would make).
+    tracker_id = running_row(stack, int(time.time()), step="REFUNDING")
+    stack.client("dynamodb").update_item(
+        TableName="TrackerTable",
+        Key={"trackerId": {"S": tracker_id}},
+        UpdateExpression="SET #s = :f, #step = :done, refunded = :no, failureError = :e",
+        ExpressionAttributeNames={"#s": "status", "#step": "step"},
+        ExpressionAttributeValues={
+            ":f": {"S": "FAILED"},
+            ":done": {"S": "DONE"},
+            ":no": {"BOOL": False},
+            ":e": {"S": "RefundPending"},
+        },
+    )
+    [event] = capture.events_for(tracker_id)
+    detail = assert_schema(event)
+    assert detail["reasonCode"] == "REFUND_PENDING" and detail["step"] == "REFUNDING"
+    assert detail["additionalInfo"] == {"retryable": False, "retryDelay": 0, "manualReviewRequired": True}
+
+
+def test_success_and_other_changes_announce_nothing(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context)
+    assert wait_for_execution(stack, tracker_id)["status"] == "SUCCEEDED"
+    assert capture.events_for(tracker_id) == []
+
+
+# ---- the reconciler: killed from outside, timed out ----------------------------------------------------------
+@pytest.fixture
+def held_debit(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The bank call of a debit waits until released: the execution is caught mid-debit."""
+    release, entered = threading.Event(), threading.Event()
+    original = bank_api.pay
+
+    def pay(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(20)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bank_api, "pay", pay)
+    release.entered = entered  # type: ignore[attr-defined]
+    yield release
+    release.set()
+
+
+def test_aborted_execution_ends_with_a_final_tracker_and_one_event(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any, held_debit: threading.Event
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context)
+    assert held_debit.entered.wait(20)  # type: ignore[attr-defined]
+    arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
+    stack.client("stepfunctions").stop_execution(executionArn=arn, error="Operator", cause="stopped by hand")
+    held_debit.set()
+    assert wait_for_execution(stack, tracker_id)["status"] == "ABORTED"
+    assert status_of(stack, tracker_id)[0] == "RUNNING"  # nobody told the tracker...
+
+    stack.client("events").put_events(Entries=[status_change(tracker_id, "ABORTED")])  # ...until this event
+    [event] = capture.events_for(tracker_id)
+    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionAborted")
+    detail = assert_schema(event)
+    assert (detail["reasonCode"], detail["failureSource"], detail["step"]) == (
+        "EXECUTION_ABORTED",
+        "RECONCILER",
+        "DEBITING",
+    )
+    # Stopped mid-debit: the bank call may have landed, so a person must look.
+    assert detail["additionalInfo"]["manualReviewRequired"] is True
+
+    # The same status event again (EventBridge is at-least-once) changes nothing and announces nothing.
+    stack.client("events").put_events(Entries=[status_change(tracker_id, "ABORTED")])
+    assert len(capture.events_for(tracker_id)) == 1
+
+
+def test_reconciler_never_overrides_the_saga(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context)
+    wait_for_execution(stack, tracker_id)
+    assert reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id}) is False
+    assert status_of(stack, tracker_id) == ("SUCCEEDED", None)
+    assert capture.events_for(tracker_id) == []
+
+
+# ---- the sweeper: the status event was lost -------------------------------------------------------------------
+def test_lost_status_event_is_swept_idempotently(
+    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any, held_debit: threading.Event
+) -> None:
+    tracker_id = start(stack, connect_event, lambda_context)
+    assert held_debit.entered.wait(20)  # type: ignore[attr-defined]
+    arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
+    stack.client("stepfunctions").stop_execution(executionArn=arn)
+    held_debit.set()
+    wait_for_execution(stack, tracker_id)
+    settings = get_settings()
+    later = time.time() + settings.sweep_after_seconds + 5  # no status event: only time passes
+    # Other tests' leftovers may be due too (oldest first, 50 a run): run until nothing is left over.
+    runs = [reconcile.sweep(settings, now=later, sleep=lambda _: None) for _ in range(10)]
+    assert not runs[-1].truncated and sum(r.reconciled for r in runs) >= 1
+    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionAborted")
+    second = reconcile.sweep(settings, now=later, sleep=lambda _: None)
+    assert second.reconciled == 0
+    [event] = capture.events_for(tracker_id)
+    assert assert_schema(event)["failureSource"] == "SWEEPER"
+
+
+def test_sweeper_is_bounded_and_paced(stack: LocalStack, capture: EventCapture) -> None:
+    # Rows far in the past (no execution was ever started for them), so only this test's rows are due.
+    base = 1_000_000
+    ids = [running_row(stack, base + i, step="STARTED") for i in range(7)]
+    settings = get_settings().model_copy(update={"sweep_max_items": 3, "sweep_describe_per_second": 4})
+    now = base + settings.sweep_after_seconds + 10
+    pauses: list[float] = []
+    report = reconcile.sweep(settings, now=now, sleep=pauses.append)
+    assert (report.examined, report.reconciled, report.truncated) == (3, 3, True)
+    assert pauses == [0.25, 0.25]  # between DescribeExecution calls, never before the first
+    assert [status_of(stack, t)[0] for t in ids] == ["FAILED"] * 3 + ["RUNNING"] * 4  # oldest first
+    reports = [reconcile.sweep(settings, now=now, sleep=lambda _: None) for _ in range(3)]
+    assert [r.reconciled for r in reports] == [3, 1, 0]
+    assert {status_of(stack, t) for t in ids} == {("FAILED", "ExecutionNotStarted")}
+    for tracker_id in ids:
+        [event] = capture.events_for(tracker_id)
+        assert assert_schema(event)["reasonCode"] == "EXECUTION_NOT_STARTED"
+
+
+# ---- dead letters ------------------------------------------------------------------------------------------------
+def dead_letters(stack: LocalStack) -> DeadLetters:
+    return DeadLetters(stack.client, local_queue_url(stack.client("sqs")))
+
+
+def test_throttled_target_lands_in_its_dlq_with_attributes_and_redrives_once(
+    stack: LocalStack, capture: EventCapture
+) -> None:
+    tracker_id = running_row(stack, int(time.time()), step="CREDITING")
+    stack.dispatcher.throttle["ReconcilerFunction"] = 1000  # Lambda refuses every invoke: EventBridge retries
+    try:
+        stack.client("events").put_events(Entries=[status_change(tracker_id, "TIMED_OUT")])
+        capture.settle()
+    finally:
+        stack.dispatcher.throttle.pop("ReconcilerFunction")
+    assert status_of(stack, tracker_id)[0] == "RUNNING"
+    letters = dead_letters(stack)
+    [message] = [m for m in letters.show("ReconcilerTargetDLQ") if m["body"]["detail"]["name"] == tracker_id]
+    assert message["attributes"] == {
+        "RULE_ARN": stack.arn("ExecutionStatusRule"),
+        "TARGET_ARN": stack.arn("ReconcilerFunction"),
+        "ERROR_CODE": "THROTTLING",
+        "ERROR_MESSAGE": "Rate Exceeded.",
+        "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+        "RETRY_ATTEMPTS": "24",  # the template's RetryPolicy
+    }
+    listed = {q["queue"]: q for q in letters.summary()}["ReconcilerTargetDLQ"]
+    assert (listed["kind"], listed["source"], listed["messages"]) == ("eventbridge-target", "ExecutionStatusRule", 1)
+
+    assert letters.redrive("ReconcilerTargetDLQ")["replayed"] == 1
+    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionTimedOut")
+    assert letters.redrive("ReconcilerTargetDLQ")["replayed"] == 0  # deleted once replayed
+    [event] = capture.events_for(tracker_id)
+    assert assert_schema(event)["reasonCode"] == "EXECUTION_TIMED_OUT"
+
+
+def test_notifier_failures_go_to_its_dlq_and_redrive_from_the_stream(
+    stack: LocalStack, capture: EventCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: Any, **kwargs: Any) -> str:
+        raise events_dal.EventNotPublished("InternalFailure: simulated")
+
+    monkeypatch.setattr(events_dal, "put_failure_event", refused)
+    tracker_id = running_row(stack, int(time.time()))
+    capture.settle()
+    calls_before = stack.dispatcher.invocations.get("FailureNotifierFunction", 0)
+    reconcile.reconcile_execution({"status": "FAILED", "name": tracker_id, "error": "States.Runtime"})
+    assert capture.events_for(tracker_id) == []
+    # 1 + MaximumRetryAttempts (10) deliveries, then the OnFailure destination.
+    assert stack.dispatcher.invocations["FailureNotifierFunction"] - calls_before == 11
+    monkeypatch.undo()
+
+    letters = dead_letters(stack)
+    shown = letters.show("FailureNotifierDLQ")
+    assert shown and shown[-1]["attributes"]["EXHAUSTED_RETRY_CONDITION"] == "RetryAttemptsExhausted"
+    assert shown[-1]["attributes"]["RETRY_ATTEMPTS"] == "10"
+    assert "DDBStreamBatchInfo" in shown[-1]["body"]
+    redriven = letters.redrive("FailureNotifierDLQ")
+    assert redriven["failed"] == 0, redriven
+    [event] = capture.events_for(tracker_id)
+    assert assert_schema(event)["reasonCode"] == "EXECUTION_FAILED"
+    assert letters.redrive("FailureNotifierDLQ")["replayed"] == 0
+
+
+def test_notifier_retried_with_the_same_record_announces_once(stack: LocalStack, capture: EventCapture) -> None:
+    tracker_id = running_row(stack, int(time.time()), step="STARTED")
+    reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id})
+    [first] = capture.events_for(tracker_id)
+    record = {
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "Keys": {"trackerId": {"S": tracker_id}},
+            "SequenceNumber": "1",
+            "OldImage": {"status": {"S": "RUNNING"}, "step": {"S": "STARTED"}},
+            "NewImage": {"status": {"S": "FAILED"}},
+        },
+    }
+    # The ESM retrying a batch the function already handled (e.g. it timed out after PutEvents and the write).
+    answer = notifications.notifier({"Records": [record]}, _Context())
+    assert answer == {"batchItemFailures": []}
+    assert capture.events_for(tracker_id) == [first]
+
+
+class _Context:
+    function_name = "FailureNotifierFunction"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:FailureNotifierFunction"
+    memory_limit_in_mb = 512
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30000
+
+
+def test_cli_lists_and_shows_against_the_local_endpoint(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    from holdline_local.cli import main
+
+    assert main(["dlq", "--endpoint", stack.endpoint, "list"]) == 0
+    listed = {row["queue"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(listed) == {
+        "AsyncInvokeDLQ",
+        "FailureNotifierDLQ",
+        "ReconcilerTargetDLQ",
+        "SweeperTargetDLQ",
+        "FollowUpTargetDLQ",
+        "FollowUpDeadLetterQueue",
+    }
+    assert main(["dlq", "--endpoint", stack.endpoint, "show", "NotADLQ"]) == 2
+    assert main(["dlq", "list"]) == 2  # neither a local endpoint nor a stack: refused, nothing touched
