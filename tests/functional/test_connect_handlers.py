@@ -111,6 +111,5 @@ def test_status_reads_only_the_tracker(
             return getattr(self._client, name)
 
     monkeypatch.setattr(aws, "client", Spy)
-    monkeypatch.setattr("holdline.dal.tracker_table.client", Spy)
     status.handler(connect_event({"trackerId": started["trackerId"]}), lambda_context)
     assert calls == ["dynamodb.get_item"]
