@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from holdline import config
 from holdline.config import Settings
@@ -199,9 +199,12 @@ def connect_handler(
             if code in THROTTLING_CODES:
                 return error_answer("THROTTLED", retryable=True, message="We are very busy right now.")
             return error_answer("DEPENDENCY_ERROR", retryable=True)
-        except (ConnectTimeoutError, ReadTimeoutError, BotoCoreError) as exc:
+        except aws.TRANSIENT_FAULTS as exc:
             logger.warning("AWS dependency unreachable", extra={"reason": type(exc).__name__})
             return error_answer("DEPENDENCY_TIMEOUT", retryable=True)
+        except BotoCoreError as exc:  # e.g. no credentials: our configuration, but the flow can still fall back
+            logger.warning("AWS dependency call failed", extra={"reason": type(exc).__name__})
+            return error_answer("DEPENDENCY_ERROR", retryable=True)
         except Exception:
             logger.exception("unexpected failure answering Connect")
             return error_answer("INTERNAL_ERROR", retryable=True)
