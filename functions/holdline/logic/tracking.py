@@ -79,6 +79,7 @@ def status(tracker_id: object, settings: Settings, *, now: float | None = None) 
         answer["holdExceeded"] = True
     if answer["keepWaiting"]:
         answer["nextPollSeconds"] = next_poll_seconds(row, workflow, settings, now)
+    logger.info("status answered", extra={k: answer[k] for k in ("status", "step", "keepWaiting", "elapsedSeconds")})
     return answer
 
 
@@ -97,8 +98,10 @@ def results(tracker_id: object, settings: Settings, *, now: float | None = None)
         for name in workflow.success_fields if workflow else ():
             value = row.get(name, request.get(name))
             answer[name] = str(value) if isinstance(value, Decimal | int) else value
+        logger.info("results answered", extra={"status": state})
         return answer
     code, message = describe_failure(row.get("failureError"))
+    logger.info("results answered", extra={"status": state, "errorCode": code})
     return {
         "status": state,
         "errorCode": code,
