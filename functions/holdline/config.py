@@ -23,6 +23,8 @@ class Settings(BaseModel):
     tracker_ttl_days: int = Field(default=7, ge=1)
     poll_seconds: int = Field(default=3, ge=1, le=30)
     max_hold_seconds: int = Field(default=600, ge=10)
+    #: The flow block's InvocationTimeLimitSeconds (Connect allows 1-8): AWS retries stop before it runs out.
+    connect_timeout_seconds: float = Field(default=8.0, gt=0, le=8)
     bank_api_url: str = "http://127.0.0.1:8099"
     bank_timeout_seconds: float = Field(default=5.0, gt=0)
     # The follow-up workflow (tasks for agents).

@@ -8,34 +8,51 @@ raises: :func:`connect_handler` turns every failure into an answer with ``status
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from holdline import config
+from holdline.config import Settings
+from holdline.dal import aws
 from holdline.errors import RequestRejected
 from holdline.observability import logger, metrics
 
 MAX_ANSWER_BYTES = 32 * 1024
+# Connect's ContactData (attributes up to 32 KB, references, segment attributes) fits well under this; a
+# bigger event is not from a flow, and is refused before anything reads it.
+MAX_EVENT_BYTES = 128 * 1024
+# Flow parameters are short strings (accounts, amounts, ids); a longer one is refused, not truncated.
+MAX_PARAMETER_CHARS = 1024
+MAX_PARAMETERS = 64
+# Time kept back from the budget to shape the answer and get it to Connect.
+ANSWER_RESERVE_SECONDS = 0.3
+# Connect ContactIds are UUIDs; be lenient on the format but never let control characters or JSON through.
+_CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 # Error codes by which DynamoDB and Step Functions say "slow down": the flow may try again or fall back.
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ThrottledException",
-    }
-)
+THROTTLING_CODES = aws.THROTTLING_CODES
 
 Answer = dict[str, str]
 
 
 class InvalidEvent(Exception):
-    """The event is not a ContactFlowEvent we can read."""
+    """The event is not a ContactFlowEvent we can read (``code`` ``INVALID_EVENT``), or one of its flow
+    parameters is not a short string (``INVALID_PARAMETER``)."""
+
+    def __init__(self, reason: str, code: str = "INVALID_EVENT") -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+_INVALID_MESSAGES = {
+    "INVALID_EVENT": "We could not read that request.",
+    "INVALID_PARAMETER": "A detail of that request is not valid.",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class ContactFlowEvent:
     contact_id: str
     initial_contact_id: str
     instance_arn: str
-    parameters: Mapping[str, Any]
+    parameters: Mapping[str, str]
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def value(self, name: str) -> Any:
@@ -53,9 +70,39 @@ class ContactFlowEvent:
         return self.attributes.get(name)
 
 
+def _event_size(event: Mapping[str, Any]) -> int:
+    try:
+        return len(json.dumps(event, default=str).encode())
+    except (TypeError, ValueError):  # circular or unserializable: not something Lambda could have sent
+        return MAX_EVENT_BYTES + 1
+
+
+def _parameters(raw: object) -> dict[str, str]:
+    """Connect sends parameters as a flat map of strings. ``null`` is an unset value; anything else that is
+    not a short string (a number, a list, a nested object) is refused rather than coerced."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent("Details.Parameters is not an object")
+    if len(raw) > MAX_PARAMETERS:
+        raise InvalidEvent("too many parameters")
+    parameters: dict[str, str] = {}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidEvent(f"parameter {str(name)[:40]!r} is not a string", "INVALID_PARAMETER")
+        if len(value) > MAX_PARAMETER_CHARS:
+            raise InvalidEvent(f"parameter {str(name)[:40]!r} is too long", "INVALID_PARAMETER")
+        parameters[str(name)] = value
+    return parameters
+
+
 def parse_event(event: Any) -> ContactFlowEvent:
     if not isinstance(event, Mapping):
         raise InvalidEvent("event is not an object")
+    if _event_size(event) > MAX_EVENT_BYTES:
+        raise InvalidEvent("event is too large")
     details = event.get("Details")
     if not isinstance(details, Mapping):
         raise InvalidEvent("Details is missing")
@@ -65,23 +112,31 @@ def parse_event(event: Any) -> ContactFlowEvent:
     contact_id = contact.get("ContactId")
     if not isinstance(contact_id, str) or not contact_id:
         raise InvalidEvent("ContactData.ContactId is missing")
-    parameters = details.get("Parameters", {})
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, Mapping):
-        raise InvalidEvent("Details.Parameters is not an object")
+    if not _CONTACT_ID.fullmatch(contact_id):
+        raise InvalidEvent("ContactData.ContactId is not an id")
     attributes = contact.get("Attributes") or {}
     if not isinstance(attributes, Mapping):
         raise InvalidEvent("ContactData.Attributes is not an object")
+    parameters = _parameters(details.get("Parameters"))
     initial = contact.get("InitialContactId")
     instance = contact.get("InstanceARN")
     return ContactFlowEvent(
         contact_id=contact_id,
-        initial_contact_id=initial if isinstance(initial, str) and initial else contact_id,
-        instance_arn=instance if isinstance(instance, str) else "",
+        initial_contact_id=initial if isinstance(initial, str) and _CONTACT_ID.fullmatch(initial) else contact_id,
+        instance_arn=instance if isinstance(instance, str) and len(instance) <= 256 else "",
         parameters=parameters,
         attributes=attributes,
     )
+
+
+def budget_seconds(context: Any, settings: Settings) -> float:
+    """How long AWS calls may go on: the Lambda's remaining time or Connect's block timeout, whichever ends
+    first, less a reserve to answer. Past it, the answer is an error code the flow can branch on."""
+    try:
+        remaining = float(context.get_remaining_time_in_millis()) / 1000
+    except (AttributeError, TypeError, ValueError):
+        remaining = settings.connect_timeout_seconds
+    return max(0.0, min(remaining, settings.connect_timeout_seconds) - ANSWER_RESERVE_SECONDS)
 
 
 def flat_answer(values: Mapping[str, object]) -> Answer:
@@ -127,11 +182,13 @@ def connect_handler(
         try:
             contact_event = parse_event(event)
         except InvalidEvent as exc:
-            logger.warning("invalid Connect event", extra={"reason": str(exc)})
-            return rejected_answer("INVALID_EVENT", "We could not read that request.")
+            # The reason names the field, never its value: a bad event may still carry a phone number.
+            logger.warning("invalid Connect event", extra={"reason": str(exc), "errorCode": exc.code})
+            return rejected_answer(exc.code, _INVALID_MESSAGES[exc.code])
         logger.append_keys(contactId=contact_event.contact_id)
         try:
-            return flat_answer(func(contact_event, context))
+            with aws.budget(budget_seconds(context, config.get_settings())):
+                return flat_answer(func(contact_event, context))
         except RequestRejected as exc:
             logger.info("request rejected", extra={"errorCode": exc.code})
             metrics.add_metric(name="RequestsRejected", unit="Count", value=1)
@@ -142,9 +199,12 @@ def connect_handler(
             if code in THROTTLING_CODES:
                 return error_answer("THROTTLED", retryable=True, message="We are very busy right now.")
             return error_answer("DEPENDENCY_ERROR", retryable=True)
-        except (ConnectTimeoutError, ReadTimeoutError, BotoCoreError) as exc:
+        except aws.TRANSIENT_FAULTS as exc:
             logger.warning("AWS dependency unreachable", extra={"reason": type(exc).__name__})
             return error_answer("DEPENDENCY_TIMEOUT", retryable=True)
+        except BotoCoreError as exc:  # e.g. no credentials: our configuration, but the flow can still fall back
+            logger.warning("AWS dependency call failed", extra={"reason": type(exc).__name__})
+            return error_answer("DEPENDENCY_ERROR", retryable=True)
         except Exception:
             logger.exception("unexpected failure answering Connect")
             return error_answer("INTERNAL_ERROR", retryable=True)

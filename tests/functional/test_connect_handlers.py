@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 
 from holdline.handlers import results, starter, status
 from holdline_local.stack import LocalStack
@@ -111,6 +114,104 @@ def test_status_reads_only_the_tracker(
             return getattr(self._client, name)
 
     monkeypatch.setattr(aws, "client", Spy)
-    monkeypatch.setattr("holdline.dal.tracker_table.client", Spy)
     status.handler(connect_event({"trackerId": started["trackerId"]}), lambda_context)
     assert calls == ["dynamodb.get_item"]
+
+
+def _put_row(stack: LocalStack, **fields: Any) -> str:
+    """A tracker row as the starter and the state machine leave it, written directly."""
+    now = int(time.time())
+    row = {
+        "trackerId": f"transfer-{uuid.uuid4().hex}",
+        "operation": "transfer",
+        "status": "RUNNING",
+        "step": "DEBITING",
+        "stepsDone": 0,
+        "stepsTotal": 3,
+        "createdAt": now,
+        "expiresAt": now + 86400,
+        "request": {"amount": "1.00", "currency": "USD"},
+        **fields,
+    }
+    serializer = TypeSerializer()
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable", Item={k: serializer.serialize(v) for k, v in row.items()}
+    )
+    return str(row["trackerId"])
+
+
+def test_rows_past_their_ttl_are_not_found(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+    """DynamoDB deletes expired rows up to days late: an expired row that is still there is not an answer."""
+    expired = _put_row(stack, status="SUCCEEDED", step="DONE", expiresAt=int(time.time()) - 1)
+    alive = _put_row(stack, status="SUCCEEDED", step="DONE", confirmationNumber="HL0000000001")
+    assert tracker_row(stack, expired) is not None  # still in the table
+    for handler in (status.handler, results.handler):
+        answer = handler(connect_event({"trackerId": expired}), lambda_context)
+        assert answer == {"status": "NOT_FOUND", "keepWaiting": "false", "errorCode": "NOT_FOUND"}
+        assert handler(connect_event({"trackerId": alive}), lambda_context)["status"] == "SUCCEEDED"
+
+
+def test_hold_loop_guard(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+    from holdline.config import get_settings
+
+    limit = get_settings().max_hold_seconds
+    now = int(time.time())
+    too_long = _put_row(stack, createdAt=now - limit - 5)
+    answer = status.handler(connect_event({"trackerId": too_long}), lambda_context)
+    assert answer["status"] == "RUNNING"
+    assert (answer["keepWaiting"], answer.get("holdExceeded"), answer["nextPollSeconds"]) == ("false", "true", "0")
+    assert int(answer["elapsedSeconds"]) >= limit
+    under = status.handler(connect_event({"trackerId": _put_row(stack, createdAt=now - limit + 30)}), lambda_context)
+    assert under["keepWaiting"] == "true" and "holdExceeded" not in under
+    # A final answer is final however long it took: no callback offer for a finished transfer.
+    done = _put_row(stack, status="SUCCEEDED", step="DONE", createdAt=now - limit - 5)
+    final = status.handler(connect_event({"trackerId": done}), lambda_context)
+    assert final["keepWaiting"] == "false" and "holdExceeded" not in final
+
+
+def _iso(seconds_ago: float) -> str:
+    return (
+        (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+@pytest.mark.parametrize(
+    ("poll", "step", "seconds_in_step", "expected"),
+    [
+        (1, "DEBITING", 0, 3),  # a 3 s step just entered: come back when it should be done
+        (1, "CONFIRMING", 0, 2),
+        (1, "DEBITING", 2.5, 1),  # nearly done: the shortest hold
+        (1, "DEBITING", 60, 1),  # overdue: the shortest hold, never 0 or negative
+        (1, "STARTED", 0, 1),  # no step yet: the shortest hold
+        (1, "REFUNDING", 0, 1),  # not a step of the happy path
+        (3, "CONFIRMING", 0, 3),  # never below PollSeconds
+        (1, "CREDITING", None, 3),  # no updatedAt: the step's whole duration
+    ],
+)
+def test_next_poll_follows_the_step(poll: int, step: str, seconds_in_step: float | None, expected: int) -> None:
+    from holdline.config import Settings
+    from holdline.logic.tracking import next_poll_seconds
+    from holdline.workflows import TRANSFER
+
+    row: dict[str, Any] = {"step": step}
+    if seconds_in_step is not None:
+        row["updatedAt"] = _iso(seconds_in_step)
+    assert next_poll_seconds(row, TRANSFER, Settings(poll_seconds=poll), time.time()) == expected
+
+
+def test_next_poll_is_capped_for_long_steps() -> None:
+    from holdline.config import Settings
+    from holdline.logic.tracking import next_poll_seconds
+    from holdline.workflows import TRANSFER, Workflow
+
+    slow = Workflow(**{**TRANSFER.__dict__, "steps": {"WAITING_FOR_BANK": 120}})
+    assert next_poll_seconds({"step": "WAITING_FOR_BANK"}, slow, Settings(poll_seconds=3), time.time()) == 9
+
+
+def test_status_answer_carries_the_adaptive_poll(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+    from holdline.config import get_settings
+
+    poll = get_settings().poll_seconds
+    fresh = _put_row(stack, step="DEBITING", updatedAt=_iso(0))
+    answer = status.handler(connect_event({"trackerId": fresh}), lambda_context)
+    assert answer["nextPollSeconds"] == str(max(poll, 3)) and answer["keepWaiting"] == "true"

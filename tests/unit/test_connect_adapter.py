@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectTimeoutError, NoCredentialsError, ReadTimeoutError
 
 from holdline.connect import (
     MAX_ANSWER_BYTES,
@@ -73,6 +73,9 @@ def _wrapped(exc: Exception) -> Any:
         (ClientError({"Error": {"Code": "ThrottlingException"}}, "StartExecution"), "ERROR", "THROTTLED", "true"),
         (ClientError({"Error": {"Code": "AccessDeniedException"}}, "PutItem"), "ERROR", "DEPENDENCY_ERROR", "true"),
         (ReadTimeoutError(endpoint_url="http://x"), "ERROR", "DEPENDENCY_TIMEOUT", "true"),
+        (ConnectTimeoutError(endpoint_url="http://x"), "ERROR", "DEPENDENCY_TIMEOUT", "true"),
+        (NoCredentialsError(), "ERROR", "DEPENDENCY_ERROR", "true"),
+        (ClientError({"Error": {"Code": "InternalServerError"}}, "GetItem"), "ERROR", "DEPENDENCY_ERROR", "true"),
         (KeyError("boom"), "ERROR", "INTERNAL_ERROR", "true"),
     ],
 )
@@ -92,3 +95,29 @@ def test_handler_answers_invalid_event(lambda_context: Any) -> None:
         "errorMessage": "We could not read that request.",
         "retryable": "false",
     }
+
+
+def test_parameters_are_a_flat_map_of_short_strings(connect_event: Any) -> None:
+    parsed = parse_event(connect_event({"amount": "1.00", "currency": None}))
+    assert parsed.parameters == {"amount": "1.00"}  # null is an unset value, not the string "None"
+    for bad in ({"amount": 1}, {"amount": {"value": "1"}}, {"amount": ["1"]}, {"note": "x" * 1025}):
+        with pytest.raises(InvalidEvent) as info:
+            parse_event(connect_event(bad))
+        assert info.value.code == "INVALID_PARAMETER"
+
+
+def test_the_handler_body_runs_inside_the_budget(connect_event: Any, lambda_context: Any) -> None:
+    from holdline.connect import ANSWER_RESERVE_SECONDS
+    from holdline.dal import aws
+
+    seen: list[float] = []
+
+    @connect_handler
+    def body(event: ContactFlowEvent, context: Any) -> dict[str, object]:
+        seen.append(aws.remaining_seconds())
+        return {"status": "OK"}
+
+    assert body(connect_event({}), lambda_context) == {"status": "OK"}
+    expected = lambda_context.get_remaining_time_in_millis() / 1000 - ANSWER_RESERVE_SECONDS
+    assert expected - 0.1 < seen[0] <= expected
+    assert aws.remaining_seconds() == aws.DEFAULT_BUDGET_SECONDS  # the budget ends with the invocation

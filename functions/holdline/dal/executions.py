@@ -7,7 +7,7 @@ import json
 
 from botocore.exceptions import ClientError
 
-from holdline.dal.aws import client
+from holdline.dal import aws
 
 
 def start(state_machine_arn: str, name: str, payload: dict[str, str]) -> str:
@@ -18,7 +18,9 @@ def start(state_machine_arn: str, name: str, payload: dict[str, str]) -> str:
     because the name is derived from the tracker id and the input from nothing else.
     """
     try:
-        answer = client("stepfunctions").start_execution(
+        answer = aws.call(
+            "stepfunctions",
+            "start_execution",
             stateMachineArn=state_machine_arn,
             name=name,
             input=json.dumps(payload, sort_keys=True, separators=(",", ":")),

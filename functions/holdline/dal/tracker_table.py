@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from holdline.config import get_settings
-from holdline.dal.aws import client
+from holdline.dal import aws
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -21,24 +21,37 @@ def _to_attributes(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in item.items()}
 
 
-def create(item: dict[str, Any]) -> bool:
-    """Write a new tracker row; False when a row with that id already exists (an idempotent retry)."""
+def _from_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in attributes.items()}
+
+
+def create(item: dict[str, Any]) -> dict[str, Any] | None:
+    """Write a new tracker row. Returns None when this call created it, else the row that was already there
+    (an idempotent retry, or a conflict: the caller compares fingerprints). One round trip either way:
+    the failed condition hands the existing row back."""
     try:
-        client("dynamodb").put_item(
+        aws.call(
+            "dynamodb",
+            "put_item",
             TableName=get_settings().tracker_table_name,
             Item=_to_attributes(item),
             ConditionExpression="attribute_not_exists(trackerId)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
+            existing = exc.response.get("Item")
+            # A retried PutItem whose first attempt landed fails its own condition: the row is ours.
+            return _from_attributes(existing) if existing else get(str(item["trackerId"]), include_expired=True)
         raise
-    return True
+    return None
 
 
-def get(tracker_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+def get(tracker_id: str, *, now: float | None = None, include_expired: bool = False) -> dict[str, Any] | None:
     """The row, read consistently; None if absent or past its TTL (DynamoDB deletes expired rows late)."""
-    answer = client("dynamodb").get_item(
+    answer = aws.call(
+        "dynamodb",
+        "get_item",
         TableName=get_settings().tracker_table_name,
         Key={"trackerId": {"S": tracker_id}},
         ConsistentRead=True,
@@ -46,8 +59,12 @@ def get(tracker_id: str, *, now: float | None = None) -> dict[str, Any] | None:
     attributes = answer.get("Item")
     if not attributes:
         return None
-    item = {key: _deserializer.deserialize(value) for key, value in attributes.items()}
+    item = _from_attributes(attributes)
     expires_at = item.get("expiresAt")
-    if isinstance(expires_at, Decimal) and expires_at <= Decimal(str(now if now is not None else time.time())):
+    if (
+        not include_expired
+        and isinstance(expires_at, Decimal)
+        and expires_at <= Decimal(str(now if now is not None else time.time()))
+    ):
         return None
     return item

@@ -15,4 +15,5 @@ def _results(event: ContactFlowEvent, context: LambdaContext) -> dict[str, objec
     return results(event.value("trackerId"), get_settings())
 
 
-handler = logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(_results))
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.
+handler = logger.inject_lambda_context(clear_state=True, log_event=False)(tracer.capture_lambda_handler(_results))

@@ -17,4 +17,7 @@ def _start(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]
     return answer
 
 
-handler = logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(metrics.log_metrics(_start)))
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.
+handler = logger.inject_lambda_context(clear_state=True, log_event=False)(
+    tracer.capture_lambda_handler(metrics.log_metrics(_start))
+)

@@ -26,8 +26,9 @@ def tracker_id_for(operation: str, contact_id: str, request_id: str) -> str:
 
 
 def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
-    operation = event.parameters.get("operation", DEFAULT_OPERATION)
-    workflow = get_workflow(operation) if isinstance(operation, str) else None
+    # An unset flow attribute arrives as "" (or null, dropped by the adapter): the optional ones default.
+    operation = event.parameters.get("operation") or DEFAULT_OPERATION
+    workflow = get_workflow(operation)
     if workflow is None:
         raise RequestRejected("UNKNOWN_OPERATION", "That request type is not supported.")
     request_id = event.parameters.get("requestId") or event.contact_id
@@ -55,13 +56,18 @@ def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | N
         "createdAt": int(started_at),
         "expiresAt": int(started_at) + settings.tracker_ttl_days * 86400,
     }
-    if not tracker_table.create(item):
-        existing = tracker_table.get(tracker_id)
-        if existing is not None and existing.get("requestFingerprint") != fingerprint:
+    # Order: the row first, then the execution. The execution reads the request from the row (claim check)
+    # and its first step requires the row, so the only gap a crash can leave is a row with no execution,
+    # which the next retry closes below. The other order could leave an execution with no row (it fails at
+    # its first step) and a retry would then meet a closed execution of that name: a ghost row forever.
+    existing = tracker_table.create(item)
+    if existing is not None:
+        if existing.get("requestFingerprint") != fingerprint:
             logger.warning("idempotency conflict: same request key, different request")
             raise RequestRejected("IDEMPOTENCY_CONFLICT", "That request was already made with other details.")
         logger.info("retry of a started request", extra={"replayed": True})
-    # Start (again) even for a retry: the row may have been written by a run that died before starting.
+    # Start (again) even for a retry: the row may have been written by a run that died before starting, and
+    # a named Standard execution makes the second start a no-op (same name and input).
     executions.start(
         workflow.state_machine_arn(settings),
         tracker_id,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,9 +13,10 @@ from holdline.config import Settings
 from holdline.dal import tracker_table
 from holdline.errors import describe_failure
 from holdline.observability import logger
-from holdline.workflows import get_workflow
+from holdline.workflows import Workflow, get_workflow
 
 FINAL = frozenset({"SUCCEEDED", "FAILED"})
+_TRACKER_ID = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
 
 
 def _not_found() -> dict[str, Any]:
@@ -20,10 +24,36 @@ def _not_found() -> dict[str, Any]:
 
 
 def _read(tracker_id: object, now: float) -> dict[str, Any] | None:
-    if not isinstance(tracker_id, str) or not tracker_id or len(tracker_id) > 80:
+    # Tracker ids are execution names we made ([a-z0-9-], 80 at most): anything else is not one of ours,
+    # and costs no read.
+    if not isinstance(tracker_id, str) or not _TRACKER_ID.fullmatch(tracker_id):
         return None
-    logger.append_keys(trackerId=tracker_id)
+    # The execution is named after the tracker: both ids correlate the flow's logs with the saga's.
+    logger.append_keys(trackerId=tracker_id, executionName=tracker_id)
     return tracker_table.get(tracker_id, now=now)
+
+
+def _timestamp(value: object) -> float | None:
+    """``updatedAt`` is the state's EnteredTime (ISO 8601) as the state machine wrote it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def next_poll_seconds(row: dict[str, Any], workflow: Workflow | None, settings: Settings, now: float) -> int:
+    """How long the flow should hold before the next poll: what is left of the current step's usual
+    duration, never below ``PollSeconds`` (the shortest hold) nor above three times it (the caller should
+    hear progress). A step we know nothing about (just started, refunding) is polled at ``PollSeconds``."""
+    floor, ceiling = settings.poll_seconds, settings.poll_seconds * 3
+    expected = workflow.steps.get(str(row.get("step", ""))) if workflow else None
+    if expected is None:
+        return floor
+    entered = _timestamp(row.get("updatedAt"))
+    spent = max(0.0, now - entered) if entered is not None else 0.0
+    return int(min(ceiling, max(floor, math.ceil(expected - spent))))
 
 
 def status(tracker_id: object, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
@@ -34,21 +64,22 @@ def status(tracker_id: object, settings: Settings, *, now: float | None = None) 
     elapsed = max(0, int(now - int(row.get("createdAt", now))))
     state = str(row["status"])
     workflow = get_workflow(str(row.get("operation", "")))
-    step = str(row.get("step", ""))
-    expected = workflow.steps.get(step, settings.poll_seconds) if workflow else settings.poll_seconds
     answer: dict[str, Any] = {
         "status": state,
-        "step": step,
+        "step": str(row.get("step", "")),
         "stepsDone": int(row.get("stepsDone", 0)),
         "stepsTotal": int(row.get("stepsTotal", 0)),
         "keepWaiting": state not in FINAL,
-        "nextPollSeconds": max(1, min(expected, settings.poll_seconds * 3)),
+        "nextPollSeconds": 0,
         "elapsedSeconds": elapsed,
     }
     if answer["keepWaiting"] and elapsed > settings.max_hold_seconds:
         # Loop guard: the caller has held long enough; the flow offers a callback instead of another prompt.
         answer["keepWaiting"] = False
         answer["holdExceeded"] = True
+    if answer["keepWaiting"]:
+        answer["nextPollSeconds"] = next_poll_seconds(row, workflow, settings, now)
+    logger.info("status answered", extra={k: answer[k] for k in ("status", "step", "keepWaiting", "elapsedSeconds")})
     return answer
 
 
@@ -67,8 +98,10 @@ def results(tracker_id: object, settings: Settings, *, now: float | None = None)
         for name in workflow.success_fields if workflow else ():
             value = row.get(name, request.get(name))
             answer[name] = str(value) if isinstance(value, Decimal | int) else value
+        logger.info("results answered", extra={"status": state})
         return answer
     code, message = describe_failure(row.get("failureError"))
+    logger.info("results answered", extra={"status": state, "errorCode": code})
     return {
         "status": state,
         "errorCode": code,
