@@ -8,11 +8,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from holdline.dal.aws import client
+from holdline.dal import aws
 
 
 def send(queue_url: str, body: Mapping[str, Any], attributes: Mapping[str, str]) -> str:
-    answer = client("sqs").send_message(
+    answer = aws.call(
+        "sqs",
+        "send_message",
         QueueUrl=queue_url,
         MessageBody=json.dumps(body, sort_keys=True, default=str),
         MessageAttributes={

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from holdline.config import get_settings
-from holdline.dal.aws import client
+from holdline.dal import aws
 
 SOURCE = "holdline"
 FAILURE_DETAIL_TYPE = "Holdline Task Failed"
@@ -18,7 +18,9 @@ class EventNotPublished(Exception):
 
 def put_failure_event(detail: dict[str, Any], resources: list[str] | None = None) -> str:
     """Put one failure event on the bus; return its EventBridge id."""
-    answer = client("events").put_events(
+    answer = aws.call(
+        "events",
+        "put_events",
         Entries=[
             {
                 "Source": SOURCE,
@@ -27,7 +29,7 @@ def put_failure_event(detail: dict[str, Any], resources: list[str] | None = None
                 "EventBusName": get_settings().event_bus_name,
                 "Resources": resources or [],
             }
-        ]
+        ],
     )
     entry = answer["Entries"][0]
     # PutEvents is partially successful by design: a refused entry is in the 200 answer, not an exception.

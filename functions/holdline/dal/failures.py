@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from holdline.config import get_settings
-from holdline.dal.aws import client
+from holdline.dal import aws
 
 #: Sparse by status: the sweeper queries RUNNING rows oldest first instead of scanning the table.
 STATUS_INDEX = "StatusCreatedIndex"
@@ -26,7 +26,7 @@ def _now_iso() -> str:
 
 def _conditional(**request: Any) -> bool:
     try:
-        client("dynamodb").update_item(TableName=get_settings().tracker_table_name, **request)
+        aws.call("dynamodb", "update_item", TableName=get_settings().tracker_table_name, **request)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
@@ -79,7 +79,7 @@ def running_created_before(cutoff: int, page_size: int) -> Iterator[dict[str, An
         "ScanIndexForward": True,
     }
     while True:
-        answer = client("dynamodb").query(**request)
+        answer = aws.call("dynamodb", "query", **request)
         for item in answer.get("Items", []):
             yield {key: _deserializer.deserialize(value) for key, value in item.items()}
         if "LastEvaluatedKey" not in answer:
@@ -91,7 +91,7 @@ def describe_execution(execution_arn: str) -> dict[str, Any] | None:
     """DescribeExecution (quota: 15/s refill per account and Region; callers pace themselves); None if the
     execution does not exist."""
     try:
-        answer: dict[str, Any] = client("stepfunctions").describe_execution(executionArn=execution_arn)
+        answer: dict[str, Any] = aws.call("stepfunctions", "describe_execution", executionArn=execution_arn)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
             return None

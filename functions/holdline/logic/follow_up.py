@@ -18,8 +18,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from holdline.config import Settings, get_settings, instance_id
-from holdline.dal import connect_tasks, dead_letters, executions, tracker_table
-from holdline.dal.aws import client
+from holdline.dal import aws, connect_tasks, dead_letters, executions, tracker_table
 from holdline.errors import RequestRejected, TrackerNotFound
 from holdline.logic.starter import tracker_id_for
 from holdline.models.follow_up import FollowUpReason, FollowUpRequest
@@ -47,7 +46,7 @@ def start_follow_up(
     """
     tracker_id = tracker_id_for(FOLLOW_UP.operation, contact_id, key)
     started_at = time.time() if now is None else now
-    created = tracker_table.create(
+    existing = tracker_table.create(
         {
             "trackerId": tracker_id,
             "operation": FOLLOW_UP.operation,
@@ -65,7 +64,7 @@ def start_follow_up(
             "expiresAt": int(started_at) + settings.tracker_ttl_days * 86400,
         }
     )
-    if not created:
+    if existing is not None:
         logger.info("follow-up already started", extra={"trackerId": tracker_id})
     executions.start(
         FOLLOW_UP.state_machine_arn(settings), tracker_id, {"trackerId": tracker_id, "operation": FOLLOW_UP.operation}
@@ -180,7 +179,7 @@ def handle_rule_failure(
 
 def _record(failure: RuleActionFailure, event_id: str, settings: Settings, now: float) -> bool:
     """Every failure is kept (for a week, like trackers); a repeat delivery of the same event is spotted."""
-    return tracker_table.create(
+    already = tracker_table.create(
         {
             "trackerId": "connectRuleFailure-" + hashlib.sha256(event_id.encode()).hexdigest()[:32],
             "operation": "connectRuleFailure",
@@ -197,6 +196,7 @@ def _record(failure: RuleActionFailure, event_id: str, settings: Settings, now: 
             "expiresAt": int(now) + settings.tracker_ttl_days * 86400,
         }
     )
+    return already is None
 
 
 def _take_retry_budget(rule_id: str, settings: Settings, now: float) -> bool:
@@ -204,7 +204,9 @@ def _take_retry_budget(rule_id: str, settings: Settings, now: float) -> bool:
     (a quota that never frees up) must not turn into a flood of tasks."""
     day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
     try:
-        client("dynamodb").update_item(
+        aws.call(
+            "dynamodb",
+            "update_item",
             TableName=settings.tracker_table_name,
             Key={"trackerId": {"S": f"connectRuleRetries-{rule_id}-{day}"}},
             UpdateExpression="ADD attempts :one SET expiresAt = if_not_exists(expiresAt, :expires)",
