@@ -366,7 +366,14 @@ def test_accounts_endpoint(bank: SandboxBank) -> None:
     unknown = requests.get(f"{bank.url}/v1/accounts/CHK-00000404", timeout=TIMEOUT)
 
     assert source.status_code == 200
-    assert source.json() == {"account": SOURCE, "balance": "10000.00", "currency": "USD", "frozen": False}
+    assert source.json() == {
+        "account": SOURCE,
+        "balance": "10000.00",
+        "currency": "USD",
+        "frozen": False,
+        "dailyLimit": "10000.00",
+        "debitedToday": "0.00",
+    }
     assert frozen.json()["frozen"] is True
     assert unknown.status_code == 404
     assert error_code(unknown) == "ACCOUNT_NOT_FOUND"
