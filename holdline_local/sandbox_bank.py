@@ -404,14 +404,18 @@ class SandboxBank:
         with self._lock:
             return sum((a.balance for a in self._accounts.values()), Decimal("0.00"))
 
-    def open_account(self, account: str, balance: Decimal) -> None:
+    def open_account(self, account: str, balance: Decimal, *, daily_limit: Decimal | None = None) -> None:
         if not account.strip():
             raise ValueError("account must be a non-empty string")
         _check_balance(balance)
+        if daily_limit is not None:
+            _check_balance(daily_limit)
         with self._lock:
             if account in self._accounts:
                 raise ValueError(f"account already exists: {account}")
             self._accounts[account] = _new_account(account, balance)
+            if daily_limit is not None:
+                self._accounts[account].daily_limit = daily_limit
 
     def set_balance(self, account: str, balance: Decimal) -> None:
         _check_balance(balance)
