@@ -73,6 +73,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     event = _fresh_contact(_load_event(Path(args.event)))
     quiet = args.json
+    scenario = None
+    if args.scenario:
+        from holdline_local import scenarios
+
+        if args.endpoint:
+            print("--scenario configures the embedded stack's bank; it cannot be used with --endpoint", file=sys.stderr)
+            return 2
+        scenario = scenarios.get(args.scenario)
+        args.expect = args.expect or scenario.expect
 
     def show(step: Any) -> None:
         if not quiet:
@@ -98,6 +107,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from holdline_local.stack import LocalStack
 
     with LocalStack(time_scale=args.time_scale) as stack:
+        if scenario is not None:
+            from holdline_local import scenarios
+
+            assert stack.bank is not None
+            scenarios.apply(scenario, stack.bank, event)
+            if not quiet:
+                print(f"Scenario {scenario.name}: {scenario.description}")
         return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
 
 
@@ -126,6 +142,12 @@ def _lambda_invoker(client: Any) -> Any:
     return invoke
 
 
+def _scenario_names() -> list[str]:
+    from holdline_local.scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="holdline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -147,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--time-scale", type=float, default=0.02, help="hold prompts and Waits run this much faster")
     simulate.add_argument("--endpoint", help="a running local stack (holdline local up) instead of an embedded one")
     simulate.add_argument("--expect", help="exit 1 unless the outcome is this (e.g. SUCCEEDED)")
+    simulate.add_argument(
+        "--scenario",
+        choices=sorted(_scenario_names()),
+        help="configure the sandbox bank's faults for an interesting outcome (see holdline_local/scenarios.py)",
+    )
     simulate.set_defaults(func=cmd_simulate)
     return parser
 
