@@ -74,6 +74,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     event = _fresh_contact(_load_event(Path(args.event)))
     quiet = args.json
+    scenario = None
+    if args.scenario:
+        from holdline_local import scenarios
+
+        if args.endpoint:
+            print("--scenario configures the embedded stack's bank; it cannot be used with --endpoint", file=sys.stderr)
+            return 2
+        scenario = scenarios.get(args.scenario)
+        args.expect = args.expect or scenario.expect
 
     def show(step: Any) -> None:
         if not quiet:
@@ -99,6 +108,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from holdline_local.stack import LocalStack
 
     with LocalStack(time_scale=args.time_scale) as stack:
+        if scenario is not None:
+            from holdline_local import scenarios
+
+            assert stack.bank is not None
+            scenarios.apply(scenario, stack.bank, event)
+            if not quiet:
+                print(f"Scenario {scenario.name}: {scenario.description}")
         return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
 
 
@@ -168,6 +184,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 1 if isinstance(result, dict) and result.get("failed") else 0
 
 
+def _scenario_names() -> list[str]:
+    from holdline_local.scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="holdline", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -189,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--time-scale", type=float, default=0.02, help="hold prompts and Waits run this much faster")
     simulate.add_argument("--endpoint", help="a running local stack (holdline local up) instead of an embedded one")
     simulate.add_argument("--expect", help="exit 1 unless the outcome is this (e.g. SUCCEEDED)")
+    simulate.add_argument(
+        "--scenario",
+        choices=sorted(_scenario_names()),
+        help="configure the sandbox bank's faults for an interesting outcome (see holdline_local/scenarios.py)",
+    )
     simulate.set_defaults(func=cmd_simulate)
 
     dead = commands.add_parser("dlq", help="inspect and replay dead letters (docs/failure-events.md)")

@@ -9,7 +9,12 @@ pyproject.toml (tests/functional/test_moto_adapter.py): a moto upgrade that move
    the local stack's emulation of EventBridge's asynchronous delivery (holdline_local/event_targets.py).
 2. Time runs faster. moto's Step Functions executor really sleeps in ``Wait`` states and between retries;
    a time scale multiplies those sleeps so tests and the demo run fast while the ASL stays exactly what is
-   deployed. Task ``TimeoutSeconds`` are not scaled: real handler work must fit in them, as on AWS.
+   deployed. Task ``TimeoutSeconds`` are not scaled by it: real handler work must fit in them, as on AWS.
+3. Optionally, task timeouts run faster too, by a separate and gentler scale (``set_task_timeout_scale``,
+   default 1.0 = off). It exists so that a test of "the bank answers after the task timed out" need not wait
+   out a 10 s TimeoutSeconds: at 0.1 the task gives up after 1 s of wall-clock time while the bank call goes
+   on in its thread (a task timeout does not stop the Lambda, here as on AWS). Keep it well above the
+   handlers' real run time, or healthy tasks time out too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 
@@ -166,10 +172,13 @@ def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
             invoke=LambdaSimpleBackend.invoke,
             wait=WaitFunction._wait_interval,
             retrier_time=retrier_decl.time,
+            execute_threading=execute_state.threading,
         )
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime(time_scale)  # type: ignore[assignment]
+    # moto waits for a task with ``threading.Event().wait(TimeoutSeconds)``; only that wait is scaled.
+    execute_state.threading = _TaskTimeoutThreading()  # type: ignore[assignment]
 
 
 def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]], None] | None) -> None:
@@ -207,7 +216,39 @@ def uninstall() -> None:
     LambdaSimpleBackend.invoke = _installed["invoke"]  # type: ignore[method-assign]
     WaitFunction._wait_interval = _installed["wait"]  # type: ignore[method-assign]
     retrier_decl.time = _installed["retrier_time"]
+    execute_state.threading = _installed["execute_threading"]
     _installed.clear()
+    set_task_timeout_scale(1.0)
+
+
+_task_timeout_scale = 1.0
+
+
+def set_task_timeout_scale(scale: float) -> float:
+    """Scale task ``TimeoutSeconds`` from now on (1.0: as written); returns the previous scale."""
+    global _task_timeout_scale
+    if not 0 < scale <= 1:
+        raise ValueError("task timeout scale must be in (0, 1]")
+    previous, _task_timeout_scale = _task_timeout_scale, scale
+    return previous
+
+
+def task_timeout_scale() -> float:
+    return _task_timeout_scale
+
+
+class _ScaledEvent(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        return super().wait(None if timeout is None else timeout * _task_timeout_scale)
+
+
+class _TaskTimeoutThreading:
+    """Stands in for ``threading`` inside moto's execute_state: its Events wait a scaled task timeout."""
+
+    Event = _ScaledEvent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
 
 
 class _ScaledTime:

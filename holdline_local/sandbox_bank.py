@@ -5,6 +5,10 @@ append-only ledger in memory, honours ``Idempotency-Key`` the way Stripe does, a
 accounts that misbehave on purpose (frozen, down, rate limited, slow), like a payment provider's test
 mode. Tests drive it over HTTP and then inspect it from Python (``balance``, ``ledger``, ``count``).
 
+A fault injector (``inject``) makes it misbehave the way a real bank and network do: latency, 5xx, 429 with
+Retry-After, connection resets, a payment committed but answered too late, slow asynchronous settlement,
+a leg that fails N times then succeeds. Faults target a leg, an account, or a rate of requests.
+
 Standard library only, so it can run anywhere the tests run. See docs/sandbox-bank.md.
 """
 
@@ -12,8 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import secrets
+import socket
+import struct
 import sys
 import threading
 import time
@@ -27,8 +34,11 @@ from typing import Any, Literal, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
+    "LEGS",
     "TEST_ACCOUNTS",
     "Behaviour",
+    "Fault",
+    "FaultKind",
     "LedgerEntry",
     "PaymentType",
     "SandboxAccount",
@@ -51,6 +61,69 @@ RETRY_AFTER_SECONDS = 1
 # Only answers that a retry with the same body must see again are stored: successes and business
 # refusals. A 5xx or 429 is transient, so storing it would turn a blip into a permanent failure.
 _REPLAYABLE_STATUSES = frozenset({402, 404, 423})
+DEFAULT_DAILY_LIMIT = Decimal("10000.00")
+DAY_SECONDS = 86400
+
+# What the fault injector can target: a payment by its type, or one of the other calls a client makes.
+Leg = Literal["debit", "credit", "refund", "lookup", "account", "screening", "cancel"]
+LEGS: tuple[str, ...] = get_args(Leg)
+
+
+class FaultKind(StrEnum):
+    """What an injected fault does to a matching request. Delays are wall-clock seconds (not scaled by
+    ``time_scale``): they race against real timeouts, the HTTP client's and the task's."""
+
+    LATENCY = "latency"  # wait ``seconds``, then handle the request: a client that gave up may still move money
+    ERROR_5XX = "5xx"  # answer ``status`` (503 by default), do nothing
+    THROTTLE = "429"  # answer 429 RATE_LIMITED with ``Retry-After: retry_after``, do nothing
+    CONNECTION_RESET = "reset"  # drop the connection with a TCP reset, do nothing
+    TIMEOUT_AFTER_COMMIT = "timeout_after_commit"  # handle it at once (money moves), answer ``seconds`` late
+    SLOW_SETTLEMENT = "slow_settlement"  # a payment is accepted PENDING and SETTLED after ``checks`` look-ups
+
+
+@dataclass(eq=False)
+class Fault:
+    """One injected fault. ``leg``/``account``/``reference`` narrow what it matches (None: anything);
+    ``rate`` is the chance a matching request is hit; ``times`` caps the hits (1 = fail once, then succeed)."""
+
+    kind: FaultKind
+    leg: Leg | None = None
+    account: str | None = None
+    reference: str | None = None
+    rate: float = 1.0
+    times: int | None = None
+    seconds: float = 0.0
+    status: int = 503
+    retry_after: int = RETRY_AFTER_SECONDS
+    checks: int = 2
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        self.kind = FaultKind(self.kind)
+        if self.leg is not None and self.leg not in LEGS:
+            raise ValueError(f"leg must be one of {', '.join(LEGS)} or None, got {self.leg!r}")
+        if not 0 <= self.rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, got {self.rate}")
+        if self.times is not None and self.times < 0:
+            raise ValueError(f"times must be >= 0 or None, got {self.times}")
+        if not math.isfinite(self.seconds) or self.seconds < 0:
+            raise ValueError(f"seconds must be a finite number >= 0, got {self.seconds}")
+        if not 500 <= self.status <= 599:
+            raise ValueError(f"status must be a 5xx, got {self.status}")
+        if self.checks < 1:
+            raise ValueError(f"checks must be >= 1, got {self.checks}")
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    def matches(self, leg: Leg, account: str | None, reference: str | None) -> bool:
+        return (
+            not self.exhausted
+            and (self.leg is None or self.leg == leg)
+            and (self.account is None or self.account == account)
+            and (self.reference is None or self.reference == reference)
+        )
 
 
 class Behaviour(StrEnum):
@@ -61,6 +134,7 @@ class Behaviour(StrEnum):
     UNAVAILABLE = "unavailable"  # 503 BANK_UNAVAILABLE on every payment, never stored for replay
     RATE_LIMITED = "rate_limited"  # 429 RATE_LIMITED with Retry-After on every payment
     SLOW = "slow"  # the payment settles, but the answer comes 1.5 s x time_scale later
+    FRAUD = "fraud"  # payments work, but a fraud screening naming the account declines
 
 
 @dataclass(frozen=True)
@@ -70,6 +144,7 @@ class SandboxAccount:
     balance: Decimal
     behaviour: Behaviour = Behaviour.NORMAL
     description: str = ""
+    daily_limit: Decimal = DEFAULT_DAILY_LIMIT
 
 
 # The single list of test accounts: docs/sandbox-bank.md and the tests both refer to it.
@@ -90,6 +165,12 @@ TEST_ACCOUNTS: dict[str, SandboxAccount] = {
     ),
     "CHK-00001500": SandboxAccount(
         Decimal("1000.00"), Behaviour.SLOW, "slow: answers 1.5 s x time_scale late; the payment settles"
+    ),
+    "CHK-00000451": SandboxAccount(
+        Decimal("1000.00"), Behaviour.FRAUD, "a fraud screening that names it declines (DECLINE, SANCTIONS_MATCH)"
+    ),
+    "CHK-00000460": SandboxAccount(
+        Decimal("1000.00"), description="daily debit limit 100.00", daily_limit=Decimal("100.00")
     ),
 }
 
@@ -112,6 +193,7 @@ class LedgerEntry:
 class _Account:
     balance: Decimal
     behaviour: Behaviour
+    daily_limit: Decimal = DEFAULT_DAILY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -140,6 +222,8 @@ class _Answer:
     # Applied by the HTTP handler after the state change and outside the lock, so a slow answer models
     # "the bank did it but the reply is late" without holding up other requests.
     delay_seconds: float = 0.0
+    # Drop the connection with a TCP reset instead of answering.
+    reset: bool = False
 
 
 class _InvalidRequest(Exception):
@@ -175,6 +259,11 @@ def _behaviour_for(account: str) -> Behaviour:
     # still gets the documented misbehaviour.
     spec = TEST_ACCOUNTS.get(account)
     return spec.behaviour if spec is not None else Behaviour.NORMAL
+
+
+def _new_account(account: str, balance: Decimal) -> _Account:
+    spec = TEST_ACCOUNTS.get(account)
+    return _Account(balance, _behaviour_for(account), spec.daily_limit if spec else DEFAULT_DAILY_LIMIT)
 
 
 def _reject_constant(name: str) -> Any:
@@ -228,11 +317,16 @@ class SandboxBank:
         self._lock = threading.Lock()
         opening = accounts if accounts is not None else {name: spec.balance for name, spec in TEST_ACCOUNTS.items()}
         self._accounts: dict[str, _Account] = {
-            name: _Account(_check_balance(balance), _behaviour_for(name)) for name, balance in opening.items()
+            name: _new_account(name, _check_balance(balance)) for name, balance in opening.items()
         }
         self._answers: dict[str, _StoredAnswer] = {}
         self._payments: dict[str, dict[str, Any]] = {}
         self._ledger: list[LedgerEntry] = []
+        self._faults: list[Fault] = []
+        self._pending_checks: dict[str, int] = {}  # idempotency key -> look-ups left before SETTLED
+        self._cancelled: set[str] = set()
+        self._requests: list[tuple[Leg, str | None, str | None]] = []  # (leg, account, reference), for tests
+        self._random = random.Random()  # fault rates, not secrets
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
@@ -310,14 +404,18 @@ class SandboxBank:
         with self._lock:
             return sum((a.balance for a in self._accounts.values()), Decimal("0.00"))
 
-    def open_account(self, account: str, balance: Decimal) -> None:
+    def open_account(self, account: str, balance: Decimal, *, daily_limit: Decimal | None = None) -> None:
         if not account.strip():
             raise ValueError("account must be a non-empty string")
         _check_balance(balance)
+        if daily_limit is not None:
+            _check_balance(daily_limit)
         with self._lock:
             if account in self._accounts:
                 raise ValueError(f"account already exists: {account}")
-            self._accounts[account] = _Account(balance, _behaviour_for(account))
+            self._accounts[account] = _new_account(account, balance)
+            if daily_limit is not None:
+                self._accounts[account].daily_limit = daily_limit
 
     def set_balance(self, account: str, balance: Decimal) -> None:
         _check_balance(balance)
@@ -325,6 +423,74 @@ class SandboxBank:
             if account not in self._accounts:
                 raise KeyError(f"no such account: {account}")
             self._accounts[account].balance = balance
+
+    # -- the fault injector ----------------------------------------------------------------------------------
+
+    def inject(self, kind: FaultKind | str, **options: Any) -> Fault:
+        """Add a fault (see :class:`Fault` for the options); returns it, so a test can read ``hits``.
+        Faults are checked in the order they were added; the first that matches a request applies."""
+        fault = Fault(FaultKind(kind), **options)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self, *faults: Fault) -> None:
+        """Remove the given faults, or all of them."""
+        with self._lock:
+            self._faults = [f for f in self._faults if faults and f not in faults]
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def requests_seen(self, leg: Leg | None = None, *, reference: str | None = None, account: str | None = None) -> int:
+        """How many requests reached the bank (faulted or not), by leg, transfer reference or account."""
+        if leg is not None and leg not in LEGS:
+            raise ValueError(f"leg must be one of {', '.join(LEGS)} or None, got {leg!r}")
+        with self._lock:
+            return sum(
+                1
+                for seen_leg, seen_account, seen_reference in self._requests
+                if (leg is None or seen_leg == leg)
+                and (reference is None or seen_reference == reference)
+                and (account is None or seen_account == account)
+            )
+
+    def _pick_fault(self, leg: Leg, account: str | None, reference: str | None) -> Fault | None:
+        """Record the request and pick the fault that hits it, if any. Caller holds the lock."""
+        self._requests.append((leg, account, reference))
+        for fault in self._faults:
+            if fault.matches(leg, account, reference) and (fault.rate >= 1 or self._random.random() < fault.rate):
+                fault.hits += 1
+                return fault
+        return None
+
+    def _before(self, leg: Leg, account: str | None, reference: str | None) -> tuple[_Answer | None, Fault | None]:
+        """Apply the part of a fault that comes before the bank does anything: an answer that replaces the
+        real one (5xx, 429, reset), or latency. Not under the lock: a slow request must not hold up others."""
+        with self._lock:
+            fault = self._pick_fault(leg, account, reference)
+        if fault is None:
+            return None, None
+        if fault.kind is FaultKind.ERROR_5XX:
+            code = "BANK_UNAVAILABLE" if fault.status == 503 else "INTERNAL_ERROR"
+            return _error(fault.status, code, "injected fault: the bank failed; retry later"), fault
+        if fault.kind is FaultKind.THROTTLE:
+            headers = (("Retry-After", str(fault.retry_after)),)
+            return _error(429, "RATE_LIMITED", "injected fault: too many requests", headers), fault
+        if fault.kind is FaultKind.CONNECTION_RESET:
+            return _Answer(0, {}, reset=True), fault
+        if fault.kind is FaultKind.LATENCY:
+            time.sleep(fault.seconds)
+        return None, fault
+
+    @staticmethod
+    def _after(answer: _Answer, fault: Fault | None) -> _Answer:
+        """Hold an answer back after the work is done (the client may time out; the money moved)."""
+        if fault is None or fault.kind is not FaultKind.TIMEOUT_AFTER_COMMIT:
+            return answer
+        return _Answer(answer.status, answer.body, answer.headers, answer.delay_seconds + fault.seconds)
 
     # -- request handling (transport-free, so the rules live in one place) -------------------------------
 
@@ -337,14 +503,18 @@ class SandboxBank:
             request = _parse_payment(raw)
         except _InvalidRequest as exc:
             return _error(400, "INVALID_REQUEST", str(exc))
+        early, fault = self._before(request.type, request.account, request.reference)
+        if early is not None:
+            return early
+        pending = fault.checks if fault is not None and fault.kind is FaultKind.SLOW_SETTLEMENT else 0
         with self._lock:
-            answer = self._settle(idempotency_key, request)
+            answer = self._settle(idempotency_key, request, pending)
             state = self._accounts.get(request.account)
         if state is not None and state.behaviour is Behaviour.SLOW:
             answer = _Answer(answer.status, answer.body, answer.headers, SLOW_ANSWER_SECONDS * self.time_scale)
-        return answer
+        return self._after(answer, fault)
 
-    def _settle(self, key: str, request: _PaymentRequest) -> _Answer:
+    def _settle(self, key: str, request: _PaymentRequest, pending_checks: int = 0) -> _Answer:
         """Decide and apply one payment. Caller holds the lock."""
         stored = self._answers.get(key)
         if stored is not None:
@@ -354,7 +524,9 @@ class SandboxBank:
                     "IDEMPOTENCY_KEY_REUSED",
                     "this Idempotency-Key was already used with a different request body",
                 )
-            return _Answer(stored.status, stored.body, (("Idempotent-Replayed", "true"),))
+            return _Answer(stored.status, dict(stored.body), (("Idempotent-Replayed", "true"),))
+        if key in self._cancelled:
+            return _error(409, "IDEMPOTENCY_KEY_CANCELLED", "this Idempotency-Key was cancelled; nothing was done")
 
         state = self._accounts.get(request.account)
         if state is None:
@@ -373,14 +545,17 @@ class SandboxBank:
         elif request.type == "debit" and request.amount > state.balance:
             answer = _error(402, "INSUFFICIENT_FUNDS", f"insufficient funds in {request.account}")
         else:
-            answer = _Answer(201, self._apply(key, request, state))
+            answer = _Answer(201, self._apply(key, request, state, pending_checks))
 
         if answer.status < 300 or answer.status in _REPLAYABLE_STATUSES:
             self._answers[key] = _StoredAnswer(request, answer.status, answer.body)
         return answer
 
-    def _apply(self, key: str, request: _PaymentRequest, state: _Account) -> dict[str, Any]:
-        """Move the money and write the ledger. Caller holds the lock; all checks have passed."""
+    def _apply(self, key: str, request: _PaymentRequest, state: _Account, pending_checks: int = 0) -> dict[str, Any]:
+        """Move the money and write the ledger. Caller holds the lock; all checks have passed.
+
+        With ``pending_checks`` the payment is accepted PENDING (the money has moved, as a hold does) and
+        reported SETTLED only after that many look-ups: the bank's slow asynchronous settlement."""
         now = time.time()
         payment_id = f"pay_{secrets.token_hex(12)}"
         if request.type == "debit":
@@ -407,36 +582,113 @@ class SandboxBank:
             "currency": request.currency,
             "reference": request.reference,
             "idempotencyKey": key,
-            "status": "SETTLED",
+            "status": "PENDING" if pending_checks > 0 else "SETTLED",
             "createdAt": now,
         }
+        if pending_checks > 0:
+            self._pending_checks[key] = pending_checks
         self._payments[key] = body
-        return body
+        return dict(body)
 
     def _get_payment(self, query: str) -> _Answer:
         keys = parse_qs(query).get("idempotencyKey", [])
         if len(keys) != 1 or not keys[0]:
             return _error(400, "INVALID_REQUEST", "exactly one idempotencyKey query parameter is required")
+        key = keys[0]
         with self._lock:
-            payment = self._payments.get(keys[0])
-        if payment is None:
-            return _error(404, "PAYMENT_NOT_FOUND", "no settled payment has this idempotency key")
-        return _Answer(200, payment)
+            known = self._payments.get(key)
+        account = str(known["account"]) if known else None
+        early, fault = self._before("lookup", account, _reference_of(key))
+        if early is not None:
+            return early
+        with self._lock:
+            payment = self._payments.get(key)
+            if payment is not None and key in self._pending_checks:
+                self._pending_checks[key] -= 1
+                if self._pending_checks[key] <= 0:
+                    del self._pending_checks[key]
+                    payment["status"] = "SETTLED"
+            answer = (
+                _error(404, "PAYMENT_NOT_FOUND", "no payment has this idempotency key")
+                if payment is None
+                else _Answer(200, dict(payment))
+            )
+        return self._after(answer, fault)
+
+    def _cancel(self, raw: bytes) -> _Answer:
+        """Burn an idempotency key that has no payment, so a request with it that lands late moves nothing.
+        If a payment already exists under the key, 409 PAYMENT_EXISTS carries it: the caller must undo it."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        key = data.get("idempotencyKey") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            return _error(400, "INVALID_REQUEST", "idempotencyKey must be a non-empty string of at most 255 chars")
+        early, fault = self._before("cancel", None, _reference_of(key))
+        if early is not None:
+            return early
+        with self._lock:
+            payment = self._payments.get(key)
+            if payment is not None:
+                body = {"error": {"code": "PAYMENT_EXISTS", "message": "a payment has this key"}, "payment": payment}
+                answer = _Answer(409, dict(body))
+            else:
+                self._cancelled.add(key)
+                answer = _Answer(200, {"idempotencyKey": key, "status": "CANCELLED"})
+        return self._after(answer, fault)
+
+    def _screen(self, raw: bytes) -> _Answer:
+        """A fraud screening of a transfer: APPROVE, or DECLINE when either account is flagged."""
+        try:
+            data = json.loads(raw, parse_float=Decimal)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(name), str) and data[name] for name in ("account", "counterparty", "reference")
+        ):
+            return _error(400, "INVALID_REQUEST", "account, counterparty and reference must be non-empty strings")
+        early, fault = self._before("screening", data["account"], data["reference"])
+        if early is not None:
+            return early
+        flagged = [a for a in (data["account"], data["counterparty"]) if _behaviour_for(a) is Behaviour.FRAUD]
+        body = {"reference": data["reference"], "decision": "DECLINE" if flagged else "APPROVE"}
+        if flagged:
+            body["reason"] = "SANCTIONS_MATCH"
+        return self._after(_Answer(200, body), fault)
 
     def _get_account(self, account: str) -> _Answer:
+        early, fault = self._before("account", account, None)
+        if early is not None:
+            return early
+        since = time.time() - DAY_SECONDS
         with self._lock:
             state = self._accounts.get(account)
             if state is None:
-                return _error(404, "ACCOUNT_NOT_FOUND", f"no such account: {account}")
-            return _Answer(
+                return self._after(_error(404, "ACCOUNT_NOT_FOUND", f"no such account: {account}"), fault)
+            # What left the account in the last 24 h, net of refunds: what a daily limit is checked against.
+            moved = sum(
+                (e.amount if e.type == "debit" else -e.amount)
+                for e in self._ledger
+                if e.account == account and e.at >= since and e.type in ("debit", "refund")
+            )
+            answer = _Answer(
                 200,
                 {
                     "account": account,
                     "balance": _format_money(state.balance),
                     "currency": CURRENCY,
                     "frozen": state.behaviour is Behaviour.FROZEN,
+                    "dailyLimit": _format_money(state.daily_limit),
+                    "debitedToday": _format_money(max(Decimal("0"), Decimal(moved))),
                 },
             )
+        return self._after(answer, fault)
+
+
+def _reference_of(key: str) -> str:
+    # Holdline's keys are "{reference}:{leg}"; anything else is its own reference.
+    return key.rsplit(":", 1)[0]
 
 
 # -- HTTP transport ----------------------------------------------------------------------------------------
@@ -484,13 +736,20 @@ class _Handler(BaseHTTPRequestHandler):
         # Read the body even when the path is wrong: closing with unread bytes makes the kernel send a
         # reset, and the client would see a connection error instead of our JSON answer.
         raw = self._read_body()
-        if urlsplit(self.path).path != "/v1/payments":
+        path = urlsplit(self.path).path
+        bank = self.server.bank
+        routes: dict[str, Callable[[bytes], _Answer]] = {
+            "/v1/payments": lambda body: bank._post_payment(self.headers.get("Idempotency-Key"), body),
+            "/v1/cancellations": bank._cancel,
+            "/v1/screenings": bank._screen,
+        }
+        route = routes.get(path)
+        if route is None:
             self._send(_NOT_FOUND)
         elif raw is None:
             self._send(_error(400, "INVALID_REQUEST", f"a Content-Length of at most {MAX_BODY_BYTES} is required"))
         else:
-            key = self.headers.get("Idempotency-Key")
-            self._run(lambda: self.server.bank._post_payment(key, raw))
+            self._run(lambda: route(raw))
 
     def _unsupported(self) -> None:
         # One rule for every route that is not in the API, whatever the method: 404 NOT_FOUND in JSON,
@@ -519,7 +778,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise
         self._send(answer)
 
+    def finish(self) -> None:
+        if getattr(self, "_reset", False):
+            return  # the socket is gone on purpose: nothing to flush
+        super().finish()
+
     def _send(self, answer: _Answer) -> None:
+        if answer.reset:
+            # SO_LINGER with a zero timeout makes close() send a TCP RST: the client sees "connection reset".
+            self._reset = True
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
         if answer.delay_seconds > 0:
             time.sleep(answer.delay_seconds)
         payload = json.dumps(answer.body).encode()

@@ -43,6 +43,11 @@ class BankThrottled(BankError):
     message = "The bank is busy right now."
     transient = True
 
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        #: The bank's Retry-After, in seconds; the state machine's backoff starts at least this high.
+        self.retry_after = retry_after
+
 
 class BankTimeout(BankError):
     code = "BANK_UNAVAILABLE"
@@ -70,6 +75,45 @@ class BankRejected(BankError):
     """The bank refused the request as malformed: a bug on our side, not worth a retry."""
 
     code = "BANK_REJECTED"
+
+
+class FraudSuspected(BankError):
+    """The fraud screening declined the transfer. The caller hears a plain refusal, never why."""
+
+    code = "BANK_REJECTED"
+    message = "The bank declined this transfer."
+
+
+class DailyLimitExceeded(BankError):
+    code = "LIMIT_EXCEEDED"
+    message = "This transfer would go over the account's daily limit."
+
+
+class TransferInvalid(HoldlineError):
+    """The request on the tracker row does not hold up (a bug or a tampered row): nothing is moved."""
+
+    code = "TECHNICAL_ERROR"
+
+
+class SettlementTimeout(BankError):
+    """A leg the bank accepted stayed PENDING past the saga's bound (named by the state machine's Pass state)."""
+
+    code = "BANK_UNAVAILABLE"
+    message = "The bank did not confirm the payment in time."
+
+
+class PaymentNotFound(BankError):
+    """A leg that was accepted cannot be found by its key any more: treat as failed and compensate."""
+
+    code = "BANK_UNAVAILABLE"
+
+
+class CompensationBlocked(BankError):
+    """The credit landed (or cannot be ruled out), so giving the debit back would pay twice: a person must
+    reconcile. The state machine records it as REFUND_PENDING."""
+
+    code = "REFUND_PENDING"
+    message = "The transfer failed and the refund is still being processed."
 
 
 class RefundPending(HoldlineError):
@@ -100,6 +144,12 @@ ERRORS_BY_NAME: dict[str, type[HoldlineError]] = {
         BankRejected,
         RefundPending,
         TrackerNotFound,
+        FraudSuspected,
+        DailyLimitExceeded,
+        TransferInvalid,
+        SettlementTimeout,
+        PaymentNotFound,
+        CompensationBlocked,
     )
 }
 

@@ -31,10 +31,16 @@ class Workflow:
     describe: Callable[[Any], dict[str, str]]
     #: Extra fields for the results answer on success, from the tracker row.
     success_fields: tuple[str, ...] = field(default=())
+    #: Steps the state machine reports that are not counted in ``stepsTotal`` (checks before any work,
+    #: compensation), with their usual duration for the same polling hint.
+    uncounted_steps: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def steps_total(self) -> int:
         return len(self.steps)
+
+    def expected_seconds(self, step: str) -> int | None:
+        return self.steps.get(step, self.uncounted_steps.get(step))
 
 
 def _describe_transfer(request: TransferRequest) -> dict[str, str]:
@@ -51,6 +57,9 @@ TRANSFER = Workflow(
     request_model=TransferRequest,
     state_machine_arn=lambda settings: settings.transfer_state_machine_arn,
     steps={"DEBITING": 3, "CREDITING": 3, "CONFIRMING": 2},
+    # Validation and the parallel pre-checks (fraud screening, daily limit) come before the first counted
+    # step; a refund after a failed leg comes after. Both must match statemachines/transfer.asl.json.
+    uncounted_steps={"VALIDATING": 2, "REFUNDING": 3},
     describe=_describe_transfer,
     success_fields=("confirmationNumber", "amount", "currency"),
 )

@@ -21,7 +21,7 @@ from tests.helpers import history_text, wait_for_execution
 # Letters next to the digits: no hex id, uuid or timestamp can contain a fragment of these by chance.
 SOURCE = "CHK-QWXYZ7391"
 DESTINATION = "SAV-PRVKJ5820"
-UNKNOWN = "SAV-NOPEQ4040"  # not at the bank: the credit fails and the debit is refunded
+UNKNOWN = "SAV-NOPEQ4040"  # its bank answers every credit with a 503: the debit is refunded
 PHONE = "+447700900123"
 
 
@@ -84,12 +84,16 @@ def test_a_full_call_never_shows_an_account_or_phone_number(
     stack: LocalStack, connect_event: Any, lambda_context: Any, captured_logs: Collect
 ) -> None:
     assert stack.bank is not None
-    for account in (SOURCE, DESTINATION):
+    for account in (SOURCE, DESTINATION, UNKNOWN):
         stack.bank.open_account(account, Decimal("100.00"))
+    # The validation leg now looks both accounts up before any money moves, so an unknown destination is
+    # refused before the debit; a credit the bank keeps refusing is what still takes the refund path.
+    credit_down = stack.bank.inject("5xx", leg="credit", account=UNKNOWN)
 
     ok = _call(stack, connect_event, lambda_context, DESTINATION)
     failed = _call(stack, connect_event, lambda_context, UNKNOWN)
     assert ok[-1]["status"] == "SUCCEEDED"
+    stack.bank.clear_faults(credit_down)
     assert failed[-1]["status"] == "FAILED" and failed[-1]["refunded"] == "true"
     trackers = [ok[0]["trackerId"], failed[0]["trackerId"]]
 

@@ -183,7 +183,7 @@ def _iso(seconds_ago: float) -> str:
         (1, "DEBITING", 2.5, 1),  # nearly done: the shortest hold
         (1, "DEBITING", 60, 1),  # overdue: the shortest hold, never 0 or negative
         (1, "STARTED", 0, 1),  # no step yet: the shortest hold
-        (1, "REFUNDING", 0, 1),  # not a step of the happy path
+        (1, "NO_SUCH_STEP", 0, 1),  # a step the workflow does not know
         (3, "CONFIRMING", 0, 3),  # never below PollSeconds
         (1, "CREDITING", None, 3),  # no updatedAt: the step's whole duration
     ],

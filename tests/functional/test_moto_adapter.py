@@ -4,9 +4,11 @@ scaled, and a moto upgrade that moves these hooks fails here first."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import moto
 import pytest
@@ -66,8 +68,67 @@ def test_wait_state_and_retry_intervals_are_scaled(stack: LocalStack) -> None:
         time.sleep(0.02)
     described = sfn.describe_execution(executionArn=execution)
     assert described["status"] == "FAILED" and described["error"] == "TrackerNotFound"
-    assert stack.dispatcher.invocations["DebitFunction"] - before == 3  # first try + 2 retries
+    # Counted in this execution's history: executions other tests started may still be calling DebitFunction.
+    events = sfn.get_execution_history(executionArn=execution)["events"]
+    assert sum(e["type"] == "TaskScheduled" for e in events) == 3  # first try + 2 retries
+    assert stack.dispatcher.invocations["DebitFunction"] - before >= 3
     assert time.monotonic() - started < 20
+
+
+def test_task_timeouts_scale_separately_and_the_task_keeps_running(stack: LocalStack) -> None:
+    """A task with TimeoutSeconds 10 times out after ~1 s at task timeout scale 0.1, with States.Timeout;
+    the handler it called goes on (a task timeout does not stop the Lambda) and its work still lands."""
+    sfn = stack.client("stepfunctions")
+    definition = {
+        "StartAt": "Slow",
+        "States": {
+            "Slow": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": stack.arn("DebitFunction"), "Payload": {"trackerId": "transfer-none"}},
+                "TimeoutSeconds": 10,
+                "End": True,
+            },
+        },
+    }
+    arn = sfn.create_state_machine(
+        name="AdapterTaskTimeout", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
+    )["stateMachineArn"]
+    handler_done = threading.Event()
+    original = stack.dispatcher._handler_for
+
+    def slow_handler(function: moto_adapter.LocalFunction) -> Any:
+        real = original(function)
+
+        def run(event: Any, context: Any) -> Any:
+            time.sleep(2.0)
+            try:
+                return real(event, context)
+            finally:
+                handler_done.set()
+
+        return run
+
+    with pytest.raises(ValueError):
+        moto_adapter.set_task_timeout_scale(0)
+    previous = moto_adapter.set_task_timeout_scale(0.1)
+    stack.dispatcher._handler_for = slow_handler  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        execution = sfn.start_execution(stateMachineArn=arn, name="task-timeout")["executionArn"]
+        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+            assert time.monotonic() - started < 8
+            time.sleep(0.02)
+        elapsed = time.monotonic() - started
+        described = sfn.describe_execution(executionArn=execution)
+        assert described["status"] == "FAILED" and described["error"] == "States.Timeout"
+        assert 0.9 < elapsed < 2.0, elapsed  # 10 s x 0.1, and before the handler's 2 s were up
+        assert not handler_done.is_set()
+        assert handler_done.wait(5), "the handler was stopped by the task timeout"
+    finally:
+        stack.dispatcher._handler_for = original  # type: ignore[method-assign]
+        moto_adapter.set_task_timeout_scale(previous)
+    assert moto_adapter.task_timeout_scale() == previous
 
 
 def test_shared_environment_conflicts_are_refused() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from holdline_local.sandbox_bank import TEST_ACCOUNTS, Behaviour, PaymentType, SandboxBank
+from holdline_local.sandbox_bank import TEST_ACCOUNTS, Behaviour, FaultKind, PaymentType, SandboxBank
 
 SOURCE = "CHK-00012345"
 DESTINATION = "SAV-00067890"
@@ -366,7 +366,14 @@ def test_accounts_endpoint(bank: SandboxBank) -> None:
     unknown = requests.get(f"{bank.url}/v1/accounts/CHK-00000404", timeout=TIMEOUT)
 
     assert source.status_code == 200
-    assert source.json() == {"account": SOURCE, "balance": "10000.00", "currency": "USD", "frozen": False}
+    assert source.json() == {
+        "account": SOURCE,
+        "balance": "10000.00",
+        "currency": "USD",
+        "frozen": False,
+        "dailyLimit": "10000.00",
+        "debitedToday": "0.00",
+    }
     assert frozen.json()["frozen"] is True
     assert unknown.status_code == 404
     assert error_code(unknown) == "ACCOUNT_NOT_FOUND"
@@ -512,3 +519,149 @@ def test_the_bank_prints_nothing_per_request(bank: SandboxBank, capfd: pytest.Ca
 
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("", "")
+
+
+# -- the fault injector ------------------------------------------------------------------------------------
+
+
+def lookup(bank: SandboxBank, key: str) -> requests.Response:
+    return requests.get(f"{bank.url}/v1/payments", params={"idempotencyKey": key}, timeout=TIMEOUT)
+
+
+def test_5xx_fault_fails_once_then_succeeds(bank: SandboxBank) -> None:
+    fault = bank.inject(FaultKind.ERROR_5XX, leg="debit", times=1)
+    first = post(bank, "f-5xx", payment(reference="tr-f"))
+    second = post(bank, "f-5xx", payment(reference="tr-f"))
+
+    assert (first.status_code, error_code(first)) == (503, "BANK_UNAVAILABLE")
+    assert second.status_code == 201 and "Idempotent-Replayed" not in second.headers
+    assert fault.hits == 1 and fault.exhausted
+    assert bank.count("tr-f") == 1
+    assert bank.requests_seen("debit", reference="tr-f") == 2
+
+
+def test_faults_target_a_leg_and_an_account(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=DESTINATION, status=500)
+
+    assert post(bank, "f-a", payment("debit", SOURCE)).status_code == 201
+    assert post(bank, "f-b", payment("credit", EMPTY)).status_code == 201
+    refused = post(bank, "f-c", payment("credit", DESTINATION))
+    assert (refused.status_code, error_code(refused)) == (500, "INTERNAL_ERROR")
+
+
+def test_fault_rate(bank: SandboxBank) -> None:
+    never = bank.inject(FaultKind.ERROR_5XX, leg="debit", rate=0.0)
+    for i in range(5):
+        assert post(bank, f"f-rate-{i}", payment(amount="1.00")).status_code == 201
+    assert never.hits == 0
+    bank.clear_faults()
+    bank.inject(FaultKind.ERROR_5XX, leg="debit", rate=0.5)
+    statuses = {post(bank, f"f-half-{i}", payment(amount="1.00")).status_code for i in range(40)}
+    assert statuses == {201, 503}
+
+
+def test_throttle_fault_sends_retry_after(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.THROTTLE, retry_after=3)
+    response = post(bank, "f-429", payment())
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "3")
+    assert bank.ledger == []
+
+
+def test_connection_reset_fault(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.CONNECTION_RESET, leg="debit", times=1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(bank, "f-reset", payment())
+    assert bank.ledger == []
+    assert post(bank, "f-reset", payment()).status_code == 201
+
+
+def test_latency_fault_delays_the_work(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.LATENCY, leg="account", seconds=0.2)
+    started = time.monotonic()
+    assert requests.get(f"{bank.url}/v1/accounts/{SOURCE}", timeout=TIMEOUT).status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_timeout_after_commit_moves_the_money_but_the_client_times_out(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", times=1, seconds=1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        post(bank, "f-commit", payment(reference="tr-commit"), timeout=0.3)
+    assert bank.count("tr-commit", "debit") == 1
+    assert lookup(bank, "f-commit").status_code == 200
+    replay = post(bank, "f-commit", payment(reference="tr-commit"))
+    assert replay.headers["Idempotent-Replayed"] == "true" and bank.count("tr-commit") == 1
+
+
+def test_slow_settlement_is_pending_for_n_lookups(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.SLOW_SETTLEMENT, leg="debit", checks=3)
+    created = post(bank, "f-slow", payment(reference="tr-slow"))
+    assert created.status_code == 201 and created.json()["status"] == "PENDING"
+    assert bank.balance(SOURCE) == Decimal("9750.00")  # accepted: the money is held at once
+    statuses = [lookup(bank, "f-slow").json()["status"] for _ in range(4)]
+    assert statuses == ["PENDING", "PENDING", "SETTLED", "SETTLED"]
+
+
+def test_fault_options_are_checked(bank: SandboxBank) -> None:
+    with pytest.raises(ValueError, match="leg"):
+        bank.inject(FaultKind.ERROR_5XX, leg="debt")
+    with pytest.raises(ValueError, match="rate"):
+        bank.inject(FaultKind.ERROR_5XX, rate=1.5)
+    with pytest.raises(ValueError, match="5xx"):
+        bank.inject(FaultKind.ERROR_5XX, status=404)
+    with pytest.raises(ValueError):
+        bank.inject("meteor")
+    with pytest.raises(ValueError, match="leg"):
+        bank.requests_seen("debt")  # type: ignore[arg-type]
+    assert bank.faults == []
+
+
+def test_clear_some_faults(bank: SandboxBank) -> None:
+    keep = bank.inject(FaultKind.ERROR_5XX, leg="credit")
+    drop = bank.inject(FaultKind.ERROR_5XX, leg="debit")
+    bank.clear_faults(drop)
+    assert bank.faults == [keep]
+    bank.clear_faults()
+    assert bank.faults == []
+
+
+# -- cancellation, screening, daily limits -------------------------------------------------------------------
+
+
+def cancel(bank: SandboxBank, key: str) -> requests.Response:
+    return requests.post(f"{bank.url}/v1/cancellations", json={"idempotencyKey": key}, timeout=TIMEOUT)
+
+
+def test_a_cancelled_key_refuses_a_late_payment(bank: SandboxBank) -> None:
+    assert cancel(bank, "tr-c:debit").json() == {"idempotencyKey": "tr-c:debit", "status": "CANCELLED"}
+    assert cancel(bank, "tr-c:debit").status_code == 200  # idempotent
+    late = post(bank, "tr-c:debit", payment(reference="tr-c"))
+    assert (late.status_code, error_code(late)) == (409, "IDEMPOTENCY_KEY_CANCELLED")
+    assert bank.ledger == [] and bank.requests_seen("cancel", reference="tr-c") == 2
+
+
+def test_cancelling_a_key_that_paid_returns_the_payment(bank: SandboxBank) -> None:
+    created = post(bank, "tr-p:debit", payment(reference="tr-p")).json()
+    refused = cancel(bank, "tr-p:debit")
+    assert refused.status_code == 409 and error_code(refused) == "PAYMENT_EXISTS"
+    assert refused.json()["payment"] == created
+    assert cancel(bank, "").status_code == 400
+
+
+def test_screening_declines_the_flagged_account(bank: SandboxBank) -> None:
+    def screen(account: str, counterparty: str) -> requests.Response:
+        body = {"reference": "tr-s", "account": account, "counterparty": counterparty, "amount": "1.00"}
+        return requests.post(f"{bank.url}/v1/screenings", json=body, timeout=TIMEOUT)
+
+    assert screen(SOURCE, DESTINATION).json() == {"reference": "tr-s", "decision": "APPROVE"}
+    declined = screen(SOURCE, "CHK-00000451").json()
+    assert declined["decision"] == "DECLINE" and declined["reason"] == "SANCTIONS_MATCH"
+    assert requests.post(f"{bank.url}/v1/screenings", json={}, timeout=TIMEOUT).status_code == 400
+
+
+def test_daily_limit_and_todays_debits_net_of_refunds(bank: SandboxBank) -> None:
+    bank.open_account("CHK-LIMITED", Decimal("500.00"), daily_limit=Decimal("100.00"))
+    post(bank, "l-1", payment("debit", "CHK-LIMITED", "70.00"))
+    post(bank, "l-2", payment("refund", "CHK-LIMITED", "20.00"))
+    account = requests.get(f"{bank.url}/v1/accounts/CHK-LIMITED", timeout=TIMEOUT).json()
+    assert (account["dailyLimit"], account["debitedToday"]) == ("100.00", "50.00")
+    assert requests.get(f"{bank.url}/v1/accounts/CHK-00000460", timeout=TIMEOUT).json()["dailyLimit"] == "100.00"

@@ -21,16 +21,18 @@ TRANSIENT_LAMBDA_ERRORS = {
 BUSINESS_ERRORS = {"InsufficientFunds", "AccountNotFound", "AccountFrozen"}
 
 
-def _states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """All states, including those inside Parallel branches and Map iterators."""
+def _states(definition: dict[str, Any], caught: bool = False) -> dict[str, dict[str, Any]]:
+    """All states, including those inside Parallel branches and Map iterators. A state inside a branch whose
+    Parallel or Map has a Catch is marked ``_caughtByParent``: an error there is caught one level up."""
     found: dict[str, dict[str, Any]] = {}
     for name, state in definition["States"].items():
-        found[name] = state
+        found[name] = {**state, "_caughtByParent": caught}
+        inner_caught = caught or bool(state.get("Catch"))
         for branch in state.get("Branches", []):
-            found.update(_states(branch))
+            found.update(_states(branch, inner_caught))
         for key in ("Iterator", "ItemProcessor"):
             if key in state:
-                found.update(_states(state[key]))
+                found.update(_states(state[key], inner_caught))
     return found
 
 
@@ -57,6 +59,8 @@ def test_timeouts_retries_and_catches(path: Path) -> None:
     definition = json.loads(path.read_text())
     assert definition.get("TimeoutSeconds"), "the whole execution needs a timeout"
     for name, state in _states(definition).items():
+        if state["Type"] in ("Parallel", "Map"):
+            assert state.get("Catch") or state["_caughtByParent"], f"{name}: a failed branch must be caught"
         if state["Type"] != "Task":
             continue
         assert state.get("TimeoutSeconds"), f"{name}: Step Functions has no task timeout by default"
@@ -69,7 +73,7 @@ def test_timeouts_retries_and_catches(path: Path) -> None:
         if state["Resource"].endswith(":lambda:invoke"):
             retried = set().union(*(set(r["ErrorEquals"]) for r in state["Retry"]))
             assert retried >= TRANSIENT_LAMBDA_ERRORS, f"{name}: Lambda's transient errors must be retried"
-            assert state.get("Catch"), f"{name}: a failed leg must be caught"
+            assert state.get("Catch") or state["_caughtByParent"], f"{name}: a failed leg must be caught"
         for catcher in state.get("Catch", []):
             if "States.ALL" in catcher["ErrorEquals"]:
-                assert catcher is state["Catch"][-1] and catcher["ErrorEquals"] == ["States.ALL"]
+                assert catcher == state["Catch"][-1] and catcher["ErrorEquals"] == ["States.ALL"]

@@ -1,116 +1,286 @@
-"""The real transfer ASL on moto's Step Functions engine, with the real handlers and the sandbox bank.
-
-Each test checks the money (the bank's ledger), the tracker and what the caller will hear.
-"""
+"""One test per path of the transfer saga: the real ASL on moto's engine, the real handlers, the sandbox bank
+and its fault injector. Each checks the attempts (every Retry and Catch), the final status and the ledger."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
-from typing import Any
 
-from holdline.handlers import results, starter
+import pytest
+
+from holdline_local.sandbox_bank import FaultKind, SandboxBank
 from holdline_local.stack import LocalStack
-from tests.helpers import history, history_text, tracker_row, wait_for_execution
+from tests.helpers import history_text
+from tests.workflow.saga import Transfer, assert_invariants, money, new_account, run
+
+HAPPY = [
+    "RecordValidating",
+    "Validate",
+    "PreChecks",
+    "ScreenFraud",
+    "CheckDailyLimit",
+    "RecordDebiting",
+    "Debit",
+    "DebitSettled",
+    "RecordCrediting",
+    "Credit",
+    "CreditSettled",
+    "RecordConfirming",
+    "Confirm",
+    "RecordSucceeded",
+]
 
 
-def run_transfer(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, **parameters: str
-) -> tuple[str, dict[str, Any], dict[str, str]]:
-    params = {"toAccount": "SAV-00022222", "amount": "10.00", "currency": "USD", **parameters}
-    params.setdefault("fromAccount", "CHK-00011111")
-    answer = starter.handler(connect_event(params), lambda_context)
-    assert answer["status"] == "STARTED", answer
-    tracker_id = answer["trackerId"]
-    execution = wait_for_execution(stack, tracker_id)
-    outcome = results.handler(connect_event({"trackerId": tracker_id}), lambda_context)
-    return tracker_id, execution, outcome
+def transfer(stack: LocalStack, bank: SandboxBank, source: str, destination: str, amount: str = "10.00") -> Transfer:
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    result = run(stack, source, destination, amount)
+    assert_invariants(bank, result, source, destination, amount, opening)
+    text = history_text(stack, result.tracker_id)
+    assert source not in text and destination not in text, "account numbers in the execution history"
+    return result
 
 
-def test_success_moves_the_money_once(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    bank = stack.bank
-    assert bank is not None
-    total_before = bank.total_balance()
-    source_before, dest_before = bank.balance("CHK-00011111"), bank.balance("SAV-00022222")
-    tracker_id, execution, outcome = run_transfer(stack, connect_event, lambda_context, amount="25.50")
-    assert execution["status"] == "SUCCEEDED"
-    assert outcome["status"] == "SUCCEEDED" and outcome["amount"] == "25.50"
-    assert bank.balance("CHK-00011111") == source_before - Decimal("25.50")
-    assert bank.balance("SAV-00022222") == dest_before + Decimal("25.50")
-    assert bank.total_balance() == total_before
-    assert (bank.count(tracker_id, "debit"), bank.count(tracker_id, "credit"), bank.count(tracker_id, "refund")) == (
-        1,
-        1,
-        0,
-    )
-    row = tracker_row(stack, tracker_id)
-    assert row is not None and row["status"]["S"] == "SUCCEEDED" and row["stepsDone"]["N"] == "3"
-    entered = [
-        e["stateEnteredEventDetails"]["name"] for e in history(stack, tracker_id) if "stateEnteredEventDetails" in e
-    ]
-    assert entered == [
-        "RecordDebiting",
-        "Debit",
-        "RecordCrediting",
-        "Credit",
-        "RecordConfirming",
-        "Confirm",
-        "RecordSucceeded",
-    ]
+def accounts(bank: SandboxBank) -> tuple[str, str]:
+    return new_account(bank), new_account(bank, "0.00", "SAV")
 
 
-def test_insufficient_funds_fails_without_moving_money(
-    stack: LocalStack, connect_event: Any, lambda_context: Any
+# ---- success ----------------------------------------------------------------------------------------------
+
+
+def test_success_moves_the_money_once(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    total = bank.total_balance()
+    result = transfer(stack, bank, source, destination, "25.50")
+    assert result.execution["status"] == "SUCCEEDED"
+    assert result.outcome["status"] == "SUCCEEDED" and result.outcome["amount"] == "25.50"
+    assert result.outcome["confirmationNumber"].startswith("HL")
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+    assert (bank.balance(source), bank.balance(destination)) == (Decimal("974.50"), Decimal("25.50"))
+    assert bank.total_balance() == total
+    assert result.row["stepsDone"]["N"] == "3" and result.row["step"]["S"] == "DONE"
+    assert sorted(result.entered()) == sorted(HAPPY)  # the two branches of PreChecks may interleave
+    assert result.entered()[:3] == HAPPY[:3] and result.entered()[5:] == HAPPY[5:]
+
+
+# ---- validate: nothing moves -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("destination", "code"), [("CHK-00000404", "ACCOUNT_NOT_FOUND"), ("CHK-00000423", "ACCOUNT_FROZEN")]
+)
+def test_validation_refusal_fails_at_once_without_money(
+    stack: LocalStack, bank: SandboxBank, destination: str, code: str
 ) -> None:
-    bank = stack.bank
-    assert bank is not None
-    before = bank.balance("CHK-00000402")
-    tracker_id, execution, outcome = run_transfer(
-        stack, connect_event, lambda_context, fromAccount="CHK-00000402", amount="250.00"
-    )
-    assert execution["status"] == "SUCCEEDED"  # the saga handled it: the outcome is on the tracker
-    assert outcome == {
+    source = new_account(bank)
+    result = run(stack, source, destination)
+    assert result.outcome == {
         "status": "FAILED",
-        "errorCode": "INSUFFICIENT_FUNDS",
-        "errorMessage": "There are not enough funds in the source account.",
+        "errorCode": code,
+        "errorMessage": result.outcome["errorMessage"],
         "refunded": "false",
     }
-    assert bank.balance("CHK-00000402") == before
-    assert bank.count(tracker_id) == 0
-    # A business refusal is not retried: the debit ran once.
-    debit_attempts = [e for e in history(stack, tracker_id) if e["type"] == "TaskScheduled"]
-    assert sum(1 for e in debit_attempts if "DebitFunction" in str(e)) == 1
+    assert result.attempts("ValidateFunction") == 1  # a business error is never retried
+    assert "Debit" not in result.entered() and "PreChecks" not in result.entered()
+    assert bank.count(result.tracker_id) == 0 and bank.balance(source) == Decimal("1000.00")
 
 
-def test_failed_credit_refunds_the_debit(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    bank = stack.bank
-    assert bank is not None
-    before = bank.balance("CHK-00011111")
-    total_before = bank.total_balance()
-    tracker_id, _, outcome = run_transfer(stack, connect_event, lambda_context, toAccount="CHK-00000404")
-    assert outcome["status"] == "FAILED" and outcome["errorCode"] == "ACCOUNT_NOT_FOUND"
-    assert outcome["refunded"] == "true"
-    assert (bank.count(tracker_id, "debit"), bank.count(tracker_id, "credit"), bank.count(tracker_id, "refund")) == (
-        1,
-        0,
-        1,
-    )
-    assert bank.balance("CHK-00011111") == before
-    assert bank.total_balance() == total_before
+def test_validation_retries_a_blip_then_goes_on(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    fault = bank.inject(FaultKind.ERROR_5XX, leg="account", account=destination, times=2)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED" and fault.hits == 2
+    assert result.attempts("ValidateFunction") == 3
 
 
-def test_bank_down_is_retried_then_fails_cleanly(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    bank = stack.bank
-    assert bank is not None
-    tracker_id, _, outcome = run_transfer(stack, connect_event, lambda_context, fromAccount="CHK-00000503")
-    assert outcome["status"] == "FAILED" and outcome["errorCode"] == "BANK_UNAVAILABLE"
-    assert outcome["refunded"] == "false"  # the refund found no debit to give back
-    assert bank.count(tracker_id) == 0
-    attempts = [e for e in history(stack, tracker_id) if e["type"] == "TaskFailed"]
-    assert len(attempts) == 5  # the first try and 4 retries, then the Catch
+def test_validation_gives_up_after_its_retries(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.CONNECTION_RESET, leg="account", account=source)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE" and result.outcome["refunded"] == "false"
+    assert result.attempts("ValidateFunction") == 5  # first try + 4 retries, then the States.ALL Catch
+    assert bank.count(result.tracker_id) == 0
 
 
-def test_execution_carries_no_account_numbers(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    tracker_id, _, _ = run_transfer(stack, connect_event, lambda_context)
-    text = history_text(stack, tracker_id)
-    assert "CHK-00011111" not in text and "SAV-00022222" not in text
-    assert "00011111" not in text
+# ---- pre-checks (Parallel) --------------------------------------------------------------------------------
+
+
+def test_fraud_screening_declines_without_saying_why(stack: LocalStack, bank: SandboxBank) -> None:
+    source = new_account(bank)
+    result = transfer(stack, bank, source, "CHK-00000451")
+    assert result.outcome["errorCode"] == "BANK_REJECTED"
+    assert "fraud" not in result.outcome["errorMessage"].lower()
+    assert result.attempts("FraudCheckFunction") == 1
+    assert "RecordDebiting" not in result.entered() and bank.count(result.tracker_id) == 0
+
+
+def test_daily_limit_exceeded(stack: LocalStack, bank: SandboxBank) -> None:
+    destination = new_account(bank, "0.00", "SAV")
+    before = bank.balance("CHK-00000460")
+    result = run(stack, "CHK-00000460", destination, "150.00")
+    assert result.outcome["errorCode"] == "LIMIT_EXCEEDED" and result.attempts("LimitCheckFunction") == 1
+    assert bank.count(result.tracker_id) == 0 and bank.balance("CHK-00000460") == before
+
+
+def test_daily_limit_counts_todays_debits(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = new_account(bank, daily_limit="100.00"), new_account(bank, "0.00", "SAV")
+    assert transfer(stack, bank, source, destination, "60.00").status == "SUCCEEDED"
+    refused = transfer(stack, bank, source, destination, "50.00")
+    assert refused.outcome["errorCode"] == "LIMIT_EXCEEDED" and bank.count(refused.tracker_id) == 0
+    assert transfer(stack, bank, source, destination, "40.00").status == "SUCCEEDED"
+
+
+def test_throttled_screening_backs_off_then_passes(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    fault = bank.inject(FaultKind.THROTTLE, leg="screening", account=source, times=2, retry_after=1)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED" and fault.hits == 2
+    assert result.attempts("FraudCheckFunction") == 3 and result.attempts("LimitCheckFunction") == 1
+
+
+def test_pre_check_that_keeps_failing_fails_the_transfer(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.THROTTLE, leg="screening", account=source)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE"
+    assert result.attempts("FraudCheckFunction") == 6  # the BankThrottled retrier allows 5 retries
+    assert bank.count(result.tracker_id) == 0
+
+
+# ---- debit ---------------------------------------------------------------------------------------------------
+
+
+def test_insufficient_funds_is_not_retried(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = new_account(bank, "5.00"), new_account(bank, "0.00", "SAV")
+    result = transfer(stack, bank, source, destination, "250.00")
+    assert result.outcome["errorCode"] == "INSUFFICIENT_FUNDS" and result.outcome["refunded"] == "false"
+    assert result.attempts("DebitFunction") == 1 and "Refund" not in result.entered()
+    assert bank.count(result.tracker_id) == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": FaultKind.ERROR_5XX, "times": 1},
+        {"kind": FaultKind.CONNECTION_RESET, "times": 1},
+        {"kind": FaultKind.THROTTLE, "times": 1},
+    ],
+    ids=["5xx", "reset", "429"],
+)
+def test_debit_fails_once_then_succeeds(stack: LocalStack, bank: SandboxBank, fault: dict[str, object]) -> None:
+    source, destination = accounts(bank)
+    injected = bank.inject(leg="debit", account=source, **fault)  # type: ignore[arg-type]
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED" and injected.hits == 1
+    assert result.attempts("DebitFunction") == 2
+    assert bank.requests_seen("lookup", reference=result.tracker_id) >= 1  # the retry looked the debit up first
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+def test_bank_down_on_debit_exhausts_retries_and_refunds_nothing(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="debit", account=source)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE" and result.outcome["refunded"] == "false"
+    assert result.attempts("DebitFunction") == 5 and result.attempts("RefundFunction") == 1
+    assert bank.requests_seen("cancel", reference=result.tracker_id) == 2  # debit and credit keys burnt
+    assert bank.count(result.tracker_id) == 0
+
+
+def test_debit_answered_after_its_task_timed_out_lands_once(stack: LocalStack, bank: SandboxBank) -> None:
+    """The bank commits the debit and answers 1.5 s later; the task (TimeoutSeconds 10 x 0.1) gives up after
+    1 s with States.Timeout; the retry looks the debit up by its key and carries on: one debit."""
+    source, destination = accounts(bank)
+    fault = bank.inject(FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", account=source, times=1, seconds=1.5)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED" and fault.hits == 1
+    assert result.attempts("DebitFunction") == 2
+    assert sum(e["type"] == "TaskTimedOut" for e in result.history) == 1  # States.Timeout, then the Retry
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+def test_debit_that_lands_after_the_saga_gave_up_moves_nothing(stack: LocalStack, bank: SandboxBank) -> None:
+    """Every debit attempt reaches a bank that stalls 7 s before handling it (longer than the five 1 s attempts
+    together); all five tasks time out, the refund finds no debit and burns its key, so the late debits are
+    refused: no money moves, ever. (With a shorter stall the first debit lands before the last retry, whose
+    look-up finds it: the transfer then succeeds, also with one debit.)"""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.LATENCY, leg="debit", account=source, seconds=7.0)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome.get("errorCode") == "BANK_UNAVAILABLE", result.outcome
+    assert result.outcome["refunded"] == "false"
+    assert result.attempts("DebitFunction") == 5
+    deadline = time.monotonic() + 10
+    while bank.requests_seen("debit", reference=result.tracker_id) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(7.5)  # the last stalled debit is handled 7 s after it arrived
+    assert money(bank, result.tracker_id) == (0, 0, 0)
+    assert bank.balance(source) == Decimal("1000.00")
+
+
+def test_slow_settlement_is_polled_until_settled(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.SLOW_SETTLEMENT, leg="debit", account=source, checks=3)
+    bank.inject(FaultKind.SLOW_SETTLEMENT, leg="credit", account=destination, checks=2)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED"
+    entered = result.entered()
+    assert entered.count("CheckDebitSettlement") == 3 and entered.count("WaitForDebitSettlement") == 3
+    assert entered.count("CheckCreditSettlement") == 2
+
+
+def test_debit_that_never_settles_in_time_is_refunded(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.SLOW_SETTLEMENT, leg="debit", account=source, checks=50)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE" and result.outcome["refunded"] == "true"
+    assert result.row["failureError"]["S"] == "SettlementTimeout"
+    assert result.entered().count("CheckDebitSettlement") == 8 and "DebitNotSettled" in result.entered()
+    assert money(bank, result.tracker_id) == (1, 0, 1)
+
+
+# ---- credit, confirm, refund ---------------------------------------------------------------------------------
+
+
+def test_failed_credit_refunds_the_debit(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    total = bank.total_balance()
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE" and result.outcome["refunded"] == "true"
+    assert result.attempts("CreditFunction") == 5 and result.attempts("RefundFunction") == 1
+    assert money(bank, result.tracker_id) == (1, 0, 1)
+    assert bank.balance(source) == Decimal("1000.00") and bank.total_balance() == total
+
+
+def test_refund_that_fails_twice_is_retried_with_its_key(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    refund_fault = bank.inject(FaultKind.ERROR_5XX, leg="refund", account=source, times=2)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["refunded"] == "true" and refund_fault.hits == 2
+    assert result.attempts("RefundFunction") == 3
+    assert money(bank, result.tracker_id) == (1, 0, 1)
+
+
+def test_refund_that_keeps_failing_ends_refund_pending(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    bank.inject(FaultKind.ERROR_5XX, leg="refund", account=source, times=6)
+    result = transfer(stack, bank, source, destination)
+    assert result.outcome["status"] == "FAILED" and result.outcome["errorCode"] == "REFUND_PENDING"
+    assert result.outcome["refunded"] == "false"
+    assert result.row["failureError"]["S"] == "RefundPending" and result.row["step"]["S"] == "DONE"
+    assert result.attempts("RefundFunction") == 6  # the cap: first try + 5 retries
+    assert money(bank, result.tracker_id) == (1, 0, 0)
+    assert result.execution["status"] == "SUCCEEDED"  # handled: the tracker says FAILED, RefundPending
+
+
+def test_confirm_failure_after_the_credit_landed_is_refund_pending_not_a_double_payment(
+    stack: LocalStack, bank: SandboxBank
+) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="lookup", account=source, times=5)  # every Confirm attempt fails
+    result = transfer(stack, bank, source, destination)
+    assert result.attempts("ConfirmFunction") == 5 and "Refund" in result.entered()
+    assert result.outcome["errorCode"] == "REFUND_PENDING"
+    assert money(bank, result.tracker_id) == (1, 1, 0)  # no refund on top of a landed credit

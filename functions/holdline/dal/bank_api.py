@@ -7,6 +7,7 @@ Standard library only: the Lambda package stays small.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -36,7 +37,15 @@ _BY_STATUS: dict[int, type[BankError]] = {
 }
 
 
-def _request(method: str, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+def _request(
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    accept: frozenset[int] = frozenset(),
+) -> Any:
+    """One call to the bank. A status in ``accept`` is answered (its JSON body) instead of raised."""
     settings = get_settings()
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the URL is our own configuration, http(s) only
@@ -49,20 +58,38 @@ def _request(method: str, path: str, body: dict[str, Any] | None = None, headers
         with urllib.request.urlopen(request, timeout=settings.bank_timeout_seconds) as response:  # noqa: S310
             return json.loads(response.read(), parse_float=Decimal)
     except urllib.error.HTTPError as exc:
+        payload = _error_body(exc)
+        if exc.code in accept:
+            return payload
+        code = str(payload.get("error", {}).get("code", "UNKNOWN")) if isinstance(payload, dict) else "UNKNOWN"
+        if exc.code == 429:
+            raise BankThrottled(f"bank answered 429 {code}", _retry_after(exc)) from None
         error_type = _BY_STATUS.get(exc.code, BankUnavailable if exc.code >= 500 else BankRejected)
-        code = _error_code(exc)
         raise error_type(f"bank answered {exc.code} {code}") from None
     except TimeoutError as exc:
         raise BankTimeout("the bank did not answer in time") from exc
-    except (urllib.error.URLError, ConnectionError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise BankTimeout("the bank did not answer in time") from exc
+        raise BankUnavailable(f"could not reach the bank: {type(exc.reason).__name__}") from exc
+    except (ConnectionError, http.client.HTTPException) as exc:
+        # A reset or a half-closed connection: the request may or may not have been handled, and a retry with
+        # the same key finds out.
         raise BankUnavailable(f"could not reach the bank: {type(exc).__name__}") from exc
 
 
-def _error_code(exc: urllib.error.HTTPError) -> str:
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
     try:
-        return str(json.loads(exc.read())["error"]["code"])
+        return max(0.0, float(exc.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _error_body(exc: urllib.error.HTTPError) -> Any:
+    try:
+        return json.loads(exc.read(), parse_float=Decimal)
     except Exception:
-        return "UNKNOWN"
+        return {}
 
 
 def pay(kind: str, account: str, amount: Decimal, currency: str, reference: str) -> dict[str, Any]:
@@ -81,8 +108,39 @@ def pay(kind: str, account: str, amount: Decimal, currency: str, reference: str)
 def find_payment(reference: str, kind: str) -> dict[str, Any] | None:
     """Look a leg up by its idempotency key (provider key windows can be shorter than a 14-day redrive)."""
     query = urllib.parse.urlencode({"idempotencyKey": f"{reference}:{kind}"})
-    try:
-        answer: dict[str, Any] = _request("GET", f"/v1/payments?{query}")
-    except AccountNotFound:  # 404: no payment under that key
+    answer: dict[str, Any] = _request("GET", f"/v1/payments?{query}", accept=frozenset({404}))
+    return None if "error" in answer else answer
+
+
+def cancel(reference: str, kind: str) -> dict[str, Any] | None:
+    """Burn the key of a leg that has not landed, so a call still in flight (a task timeout does not stop its
+    Lambda) cannot move money afterwards. Returns None once the key is burnt, or the payment that already
+    landed under it (the caller must then undo or account for it)."""
+    answer: dict[str, Any] = _request(
+        "POST", "/v1/cancellations", {"idempotencyKey": f"{reference}:{kind}"}, accept=frozenset({409})
+    )
+    if "error" not in answer:
         return None
+    payment = answer.get("payment")
+    if not isinstance(payment, dict):
+        raise BankRejected(f"bank refused the cancellation: {answer['error'].get('code', 'UNKNOWN')}")
+    return payment
+
+
+def get_account(account: str) -> dict[str, Any]:
+    """The account's state: ``frozen``, ``dailyLimit`` and ``debitedToday`` (404 raises AccountNotFound)."""
+    answer: dict[str, Any] = _request("GET", "/v1/accounts/" + urllib.parse.quote(account, safe=""))
+    return answer
+
+
+def screen(reference: str, account: str, counterparty: str, amount: Decimal, currency: str) -> dict[str, Any]:
+    """The bank's fraud screening of a transfer: ``decision`` APPROVE or DECLINE (with a ``reason``)."""
+    body = {
+        "reference": reference,
+        "account": account,
+        "counterparty": counterparty,
+        "amount": str(amount),
+        "currency": currency,
+    }
+    answer: dict[str, Any] = _request("POST", "/v1/screenings", body)
     return answer

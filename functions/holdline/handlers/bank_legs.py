@@ -1,6 +1,7 @@
-"""The saga's bank legs (DebitFunction, CreditFunction, ConfirmFunction, RefundFunction), called by the
-state machine with ``{"trackerId": ..., "executionName": ...}``. They raise typed errors on purpose:
-Step Functions' Retry and Catch match the class name."""
+"""The saga's legs (ValidateFunction, FraudCheckFunction, LimitCheckFunction, DebitFunction, CreditFunction,
+SettlementFunction, ConfirmFunction, RefundFunction), called by the state machine with
+``{"trackerId": ..., "executionName": ..., "retryCount": ...}`` (plus ``leg`` and ``checks`` for a settlement
+check). They raise typed errors on purpose: Step Functions' Retry and Catch match the class name."""
 
 from __future__ import annotations
 
@@ -9,24 +10,39 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from holdline.errors import TransferInvalid
 from holdline.logic import bank_legs
 from holdline.observability import logger, tracer
 
 LegHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+Step = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def _leg(step: Callable[[str], dict[str, Any]]) -> LegHandler:
+def _count(event: dict[str, Any], name: str) -> int:
+    value = event.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TransferInvalid(f"{name} must be a non-negative integer")
+    return value
+
+
+def _leg(name: str, step: Step) -> LegHandler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         tracker_id = event["trackerId"]
-        logger.append_keys(trackerId=tracker_id, executionName=event.get("executionName"), leg=step.__name__)
-        return step(tracker_id)
+        logger.append_keys(
+            trackerId=tracker_id, executionName=event.get("executionName"), leg=name, retryCount=event.get("retryCount")
+        )
+        return step(tracker_id, event)
 
     return handler
 
 
-debit = _leg(bank_legs.debit)
-credit = _leg(bank_legs.credit)
-confirm = _leg(bank_legs.confirm)
-refund = _leg(bank_legs.refund)
+validate = _leg("validate", lambda t, e: bank_legs.validate(t))
+fraud_check = _leg("fraud_check", lambda t, e: bank_legs.screen_fraud(t))
+limit_check = _leg("limit_check", lambda t, e: bank_legs.check_daily_limit(t))
+debit = _leg("debit", lambda t, e: bank_legs.debit(t, _count(e, "retryCount")))
+credit = _leg("credit", lambda t, e: bank_legs.credit(t, _count(e, "retryCount")))
+settlement = _leg("settlement", lambda t, e: bank_legs.settlement(t, str(e.get("leg")), _count(e, "checks")))
+confirm = _leg("confirm", lambda t, e: bank_legs.confirm(t))
+refund = _leg("refund", lambda t, e: bank_legs.refund(t))

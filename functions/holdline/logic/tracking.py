@@ -48,7 +48,7 @@ def next_poll_seconds(row: dict[str, Any], workflow: Workflow | None, settings: 
     duration, never below ``PollSeconds`` (the shortest hold) nor above three times it (the caller should
     hear progress). A step we know nothing about (just started, refunding) is polled at ``PollSeconds``."""
     floor, ceiling = settings.poll_seconds, settings.poll_seconds * 3
-    expected = workflow.steps.get(str(row.get("step", ""))) if workflow else None
+    expected = workflow.expected_seconds(str(row.get("step", ""))) if workflow else None
     if expected is None:
         return floor
     entered = _timestamp(row.get("updatedAt"))
