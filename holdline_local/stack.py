@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 
 from holdline_local import moto_adapter
 from holdline_local.sandbox_bank import SandboxBank
-from holdline_local.template import Stack, read_stack, resolve, substitute_definition
+from holdline_local.template import REPO_ROOT, Stack, read_stack, resolve, substitute_definition
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
 LOCAL_ROLE = "holdline-local"
+SEED_DIR = REPO_ROOT / "holdline_local" / "seeds"
 
 # The variables a Lambda runtime sets, and what local runs need to reach the local endpoint.
 _RUNTIME_ENV = {
@@ -167,6 +169,12 @@ class LocalStack:
         ttl = properties.get("TimeToLiveSpecification")
         if ttl:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        # Local sample rows, if any (e.g. the line configuration the flow looks up): seeds/<LogicalId>.json.
+        seed = SEED_DIR / f"{name}.json"
+        if seed.exists():
+            serializer = TypeSerializer()
+            for item in json.loads(seed.read_text()):
+                ddb.put_item(TableName=name, Item={k: serializer.serialize(v) for k, v in item.items()})
 
     # ---- conveniences for tests and the CLI ------------------------------------------------------------
     def arn(self, logical_id: str) -> str:
