@@ -1,7 +1,7 @@
 """``holdline``: the local tooling's one entry point.
 
 holdline local up [--port N]          run the local stack in the foreground until Ctrl-C
-holdline simulate [--event FILE]      play one simulated Connect call end to end
+holdline simulate [--event FILE]      play one simulated Connect call through flows/transfer-flow.json
 holdline dlq list|show Q|redrive Q    dead letters of a local (--endpoint) or deployed (--stack-name) stack
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 from holdline_local.template import REPO_ROOT
 
 DEFAULT_EVENT = REPO_ROOT / "events" / "starter.json"
+DEFAULT_FLOW = REPO_ROOT / "flows" / "transfer-flow.json"
 
 
 def _load_event(path: Path) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def _moto_version() -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from holdline_local.simulator import SimulatedCall, format_step
+    from holdline_local.simulator import FlowRuleViolation, SimulatedCall, format_step
 
     event = _fresh_contact(_load_event(Path(args.event)))
     quiet = args.json
@@ -88,21 +89,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not quiet:
             print(format_step(step), flush=True)
 
-    def run(invoke: Any, where: str) -> int:
+    def run(invoke: Any, where: str, functions: Mapping[str, str] | None = None) -> int:
         if not quiet:
-            print(f"Simulated Amazon Connect call, contact {event['Details']['ContactData']['ContactId']}")
-            print(f"  against {where}; hold prompts play at time scale {args.time_scale}")
-        report = SimulatedCall(invoke, event, time_scale=args.time_scale, on_step=show).run()
+            contact = event["Details"]["ContactData"]["ContactId"]
+            print(f"Simulated Amazon Connect call through {Path(args.flow).name}, contact {contact}")
+            print(f"  against {where}; prompts play at time scale {args.time_scale}")
+        try:
+            call = SimulatedCall(
+                invoke, event, flow_path=Path(args.flow), functions=functions, time_scale=args.time_scale, on_step=show
+            )
+        except FlowRuleViolation as exc:
+            print("The flow breaks Connect's rules:\n  " + "\n  ".join(exc.violations), file=sys.stderr)
+            return 2
+        report = call.run()
         if quiet:
             print(json.dumps(report.to_json(), indent=2))
         else:
             print(f"Outcome: {report.outcome}" + (f" ({report.error_code})" if report.error_code else ""))
+            invocations = report.to_json()["invocations"]
+            print(f"Call ended: {report.ending}; {len(report.path)} flow actions, {invocations} invocations")
+            for branch in report.error_branches:
+                print(f"Error branch: {branch}")
             print(f"Caller hears: {report.caller_hears}")
         if args.expect and report.outcome != args.expect:
             print(f"expected outcome {args.expect}, got {report.outcome}", file=sys.stderr)
             return 1
         return 0 if report.completed else 1
 
+    if args.stack:
+        invoke, functions = _deployed_stack(args.stack)
+        return run(invoke, f"the deployed stack {args.stack}", functions)
     if args.endpoint:
         return run(_lambda_invoker(_endpoint_client(args.endpoint)), args.endpoint)
     from holdline_local.stack import LocalStack
@@ -116,6 +132,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if not quiet:
                 print(f"Scenario {scenario.name}: {scenario.description}")
         return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
+
+
+def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
+    """An invoker for a stack deployed with sam deploy (your AWS credentials), and the flow's placeholders
+    mapped to the stack's physical function names."""
+    import boto3
+
+    from holdline_local.flows import function_placeholders
+
+    resources = boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    functions = {name: physical[logical] for name, logical in function_placeholders().items()}
+    return _lambda_invoker(boto3.client("lambda")), functions
 
 
 def _endpoint_client(endpoint: str) -> Any:
@@ -216,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(_scenario_names()),
         help="configure the sandbox bank's faults for an interesting outcome (see holdline_local/scenarios.py)",
     )
+    simulate.add_argument(
+        "--flow", default=str(DEFAULT_FLOW), help="the Connect flow to interpret (flow language JSON)"
+    )
+    simulate.add_argument("--stack", help="a stack deployed with sam deploy (uses your AWS credentials)")
     simulate.set_defaults(func=cmd_simulate)
 
     dead = commands.add_parser("dlq", help="inspect and replay dead letters (docs/failure-events.md)")

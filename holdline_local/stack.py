@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 
 from holdline_local import moto_adapter
@@ -24,11 +25,13 @@ from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.event_targets import LambdaTargetDelivery
 from holdline_local.sandbox_bank import SandboxBank
 from holdline_local.stream_pump import StreamMapping, StreamPump
-from holdline_local.template import Stack, read_stack, resolve, substitute_definition
+from holdline_local.template import REPO_ROOT, Stack, read_stack, resolve, substitute_definition
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
 LOCAL_ROLE = "holdline-local"
+LOCAL_CONNECT_INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT_ID}:instance/00000000-0000-4000-8000-000000000000"
+SEED_DIR = REPO_ROOT / "holdline_local" / "seeds"
 
 # The variables a Lambda runtime sets, and what local runs need to reach the local endpoint.
 _RUNTIME_ENV = {
@@ -124,6 +127,8 @@ class LocalStack:
         role_arn = iam.create_role(RoleName=LOCAL_ROLE, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         parameters = {name: str(value) for name, value in stack.parameters.items() if value is not None}
         parameters.update({"BankApiUrl": bank_url, "LogLevel": self.log_level, **self.parameter_overrides})
+        # The local Connect stand-in is an instance too: follow-up tasks need one (the template's default is none).
+        parameters["ConnectInstanceArn"] = parameters.get("ConnectInstanceArn") or LOCAL_CONNECT_INSTANCE_ARN
         refs: dict[str, str] = {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
         attributes: dict[str, str] = {}
         self._start_connect(parameters)
@@ -190,6 +195,12 @@ class LocalStack:
         ttl = properties.get("TimeToLiveSpecification")
         if ttl:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        # Local sample rows, if any (e.g. the line configuration the flow looks up): seeds/<LogicalId>.json.
+        seed = SEED_DIR / f"{name}.json"
+        if seed.exists():
+            serializer = TypeSerializer()
+            for item in json.loads(seed.read_text()):
+                ddb.put_item(TableName=name, Item={k: serializer.serialize(v) for k, v in item.items()})
         stream_arn: str | None = created["TableDescription"].get("LatestStreamArn")
         return stream_arn
 

@@ -1,0 +1,35 @@
+"""ConfigLookupFunction: the flow's first Lambda. Language and greeting for the number the caller dialed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from holdline.connect import Answer, ContactFlowEvent, connect_handler
+from holdline.logic.line_config import lookup
+from holdline.observability import logger, tracer
+
+
+@connect_handler
+def _config(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]:
+    return lookup(event.parameters.get("dialedNumber"))
+
+
+def _with_dialed_number(event: Any) -> Any:
+    """The dialed number is the contact's SystemEndpoint, unless the flow passes ``dialedNumber`` itself."""
+    try:
+        details = event["Details"]
+        parameters = details.get("Parameters") or {}
+        if "dialedNumber" in parameters:
+            return event
+        address = details["ContactData"]["SystemEndpoint"]["Address"]
+    except (KeyError, TypeError, AttributeError):
+        return event  # connect_handler answers INVALID_EVENT, or the lookup falls back to the default item
+    return {**event, "Details": {**details, "Parameters": {**parameters, "dialedNumber": address}}}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> Answer:
+    return _config(_with_dialed_number(event), context)
