@@ -147,11 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--rate", type=float, default=2.0, help="calls arriving per second in the scale runs")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--json", default="", help="also write the raw results here")
+    render_cmd = sub.add_parser("render", help="re-render BENCHMARKS.md from a --json file")
+    render_cmd.add_argument("results")
     args = parser.parse_args(argv)
     if args.command == "part":
         return run_part(args)
 
     from holdline_local.bench.report import render
+
+    if args.command == "render":
+        Path(args.out).write_text(render(json.loads(Path(args.results).read_text())))
+        return 0
 
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine(), "errors": {}, "elapsed": {}}
@@ -164,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         # A deadline inside the run (unfinished calls are reported as stuck) and a kill outside it.
         deadline = 120 + size / args.rate * 2
         plan.append(
-            (f"scale-{size}", ["scale", "--n", str(size), "--rate", str(args.rate), "--deadline", str(deadline)], deadline + 120)
+            (
+                f"scale-{size}",
+                ["scale", "--n", str(size), "--rate", str(args.rate), "--deadline", str(deadline)],
+                deadline + 120,
+            )
         )
     for name, part_args, limit in plan:
         value, error, elapsed = _subprocess(part_args, limit)
@@ -177,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "make bench  (= .venv/bin/python -m holdline_local.bench" + (
         f" --sizes {args.sizes} --rate {args.rate:g})"
     )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     Path(args.out).write_text(render(results))
     print(f"bench: wrote {args.out} in {results['total_s']:.0f} s", file=sys.stderr)
     failed = bool(results["errors"]) or any(

@@ -127,7 +127,8 @@ def measure(handlers: Mapping[str, str], repetitions: int = 7) -> list[ColdStart
     for function, module in handlers.items():
         env = lambda_env(function)
         time_import(module, env)  # the first run pays for the page cache; not counted
-        ours, floor = [], []
+        ours: list[float] = []
+        floor: list[float] = []
         for i in range(repetitions):
             pair = [(module, ours), ("boto3", floor)]
             for name, bucket in pair if i % 2 == 0 else reversed(pair):

@@ -129,7 +129,10 @@ class TransferCost:
 
     def dollars(self) -> dict[str, Decimal]:
         gb_seconds = sum(
-            (Decimal(str(ms)) / 1000 * Decimal(self.memory_mb.get(name, 128)) / 1024 for name, ms in self.lambda_ms.items()),
+            (
+                Decimal(str(ms)) / 1000 * Decimal(self.memory_mb.get(name, 128)) / 1024
+                for name, ms in self.lambda_ms.items()
+            ),
             Decimal(0),
         )
         return {

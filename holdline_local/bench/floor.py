@@ -105,7 +105,6 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
     from holdline.handlers import starter as starter_handler
     from holdline.handlers import status as status_handler
     from holdline.logic import tracking
-
     from holdline_local.cli import _lambda_invoker
 
     # A real, finished transfer: its row is what status and results read.
@@ -157,7 +156,9 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
 
     # ---- results ----
     results_go = handler_call(results_handler.handler, "ResultsFunction", {"status": "SUCCEEDED"})
-    results_parts = {"logic only (tracking.results)": lambda _: _timed(lambda: tracking.results(tracker_id, settings))[0]}
+    results_parts = {
+        "logic only (tracking.results)": lambda _: _timed(lambda: tracking.results(tracker_id, settings))[0]
+    }
     _alternate(warmup, results_go, raw_get, results_parts)
     pairs.append(Pair("ResultsFunction", "GetItem", *_alternate(rounds, results_go, raw_get, results_parts)))
 
@@ -205,7 +206,9 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
             return ms
 
         _alternate(warmup, starter_go, raw_start, {})
-        pairs.append(Pair("StarterFunction", "PutItem + StartExecution", *_alternate(rounds // 2, starter_go, raw_start, {})))
+        pairs.append(
+            Pair("StarterFunction", "PutItem + StartExecution", *_alternate(rounds // 2, starter_go, raw_start, {}))
+        )
     finally:
         os.environ["TRANSFER_STATE_MACHINE_ARN"] = saved_arn
         get_settings.cache_clear()

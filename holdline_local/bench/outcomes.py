@@ -25,15 +25,28 @@ class Scenario:
     ledger: Mapping[str, int] = field(default_factory=dict)
 
     def parameters(self) -> dict[str, str]:
-        return {"fromAccount": self.from_account, "toAccount": self.to_account, "amount": self.amount, "currency": "USD"}
+        return {
+            "fromAccount": self.from_account,
+            "toAccount": self.to_account,
+            "amount": self.amount,
+            "currency": "USD",
+        }
 
 
 SUCCESS = Scenario("success", "CHK-00012345", "SAV-00067890", "1.00", "SUCCEEDED", "", {"debit": 1, "credit": 1})
 # CHK-00000402 holds 5.00: a 25.00 debit is refused with 402, nothing moves.
-INSUFFICIENT_FUNDS = Scenario("insufficient_funds", "CHK-00000402", "SAV-00067890", "25.00", "FAILED", "INSUFFICIENT_FUNDS")
+INSUFFICIENT_FUNDS = Scenario(
+    "insufficient_funds", "CHK-00000402", "SAV-00067890", "25.00", "FAILED", "INSUFFICIENT_FUNDS"
+)
 # CHK-00000404 does not exist: the debit lands, the credit is refused, the debit is refunded.
 UNKNOWN_DESTINATION = Scenario(
-    "unknown_destination", "CHK-00012345", "CHK-00000404", "1.00", "FAILED", "ACCOUNT_NOT_FOUND", {"debit": 1, "refund": 1}
+    "unknown_destination",
+    "CHK-00012345",
+    "CHK-00000404",
+    "1.00",
+    "FAILED",
+    "ACCOUNT_NOT_FOUND",
+    {"debit": 1, "refund": 1},
 )
 SCENARIOS: tuple[Scenario, ...] = (SUCCESS, INSUFFICIENT_FUNDS, UNKNOWN_DESTINATION)
 

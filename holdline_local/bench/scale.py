@@ -152,9 +152,7 @@ def run(
     problems += check_calls(results, executions=executions, ledger=ledger_by_reference(stack.bank.ledger))
     opening = {name: spec.balance for name, spec in TEST_ACCOUNTS.items()}
     actual = {name: stack.bank.balance(name) for name in opening}
-    problems += check_balances(
-        {k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual
-    )
+    problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
 
     invocations = {
         name: count - invocations_before.get(name, 0) for name, count in stack.dispatcher.invocations.items()
