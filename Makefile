@@ -66,7 +66,7 @@ local: install
 	$(BIN)/holdline local up
 
 bench: install
-	$(BIN)/python -m holdline_local.bench
+	$(BIN)/python -m holdline_local.bench --json .benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

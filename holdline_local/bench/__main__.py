@@ -1,0 +1,203 @@
+"""``make bench``: run every benchmark, each part in a subprocess of its own with a hard time limit (one local
+stack per process; a hung part is killed, reported, and the others still run), then write BENCHMARKS.md.
+
+    python -m holdline_local.bench [--sizes 100,1000] [--out BENCHMARKS.md]
+    python -m holdline_local.bench part {floor,coldstart,cost,scale} [--n N] ...   (one part, JSON on stdout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CONNECT_FACING = {
+    "StarterFunction": "holdline.handlers.starter",
+    "StatusFunction": "holdline.handlers.status",
+    "ResultsFunction": "holdline.handlers.results",
+}
+
+
+def memory_by_function() -> dict[str, int]:
+    from holdline_local.template import load_template
+
+    template = load_template()
+    default = int(template.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+    return {
+        name: int(resource.get("Properties", {}).get("MemorySize", default))
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def _quiet_stdout() -> Any:
+    """Powertools writes its JSON logs to stdout (CloudWatch on Lambda): send them to /dev/null, keeping their
+    cost, and return a file on the real stdout for this part's JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    return os.fdopen(saved, "w")
+
+
+def run_part(args: argparse.Namespace) -> int:
+    answer = _quiet_stdout()
+    result: Any
+    if args.part == "coldstart":
+        from holdline_local.bench import coldstart
+
+        result = [
+            {
+                "function": c.function,
+                "module": c.module,
+                "ratio": c.ratio,
+                "ours_s": c.seconds,
+                "boto3_s": c.boto3_seconds,
+                "biggest": c.biggest,
+            }
+            for c in coldstart.measure(CONNECT_FACING, repetitions=args.repetitions)
+        ]
+    else:
+        from holdline_local.bench import costrun
+
+        if args.part == "cost":
+            costrun.install_counter()
+        from holdline_local.stack import LocalStack
+
+        # INFO as deployed (the template's LogLevel default): logging is part of what the handlers cost.
+        with LocalStack(time_scale=0.01, log_level="INFO") as stack:
+            if args.part == "floor":
+                from holdline_local.bench import floor
+
+                result = floor.run(stack, rounds=args.rounds)
+            elif args.part == "cost":
+                result = costrun.run(stack, memory_by_function())
+            else:
+                from holdline_local.bench import scale
+
+                result = scale.run(
+                    stack,
+                    args.n,
+                    workers=min(args.n, args.workers),
+                    caller_time_scale=args.caller_time_scale,
+                    arrivals_per_s=args.rate,
+                    deadline_s=args.deadline,
+                )
+    answer.write(json.dumps(result, default=str) + "\n")
+    answer.flush()
+    # Caller threads of an unfinished scale run must not keep the process alive.
+    os._exit(0)
+
+
+def _subprocess(part: list[str], timeout: float) -> tuple[Any, str, float]:
+    started = time.monotonic()
+    command = [sys.executable, "-m", "holdline_local.bench", "part", *part]
+    print(f"bench: {' '.join(part)} (limit {timeout:.0f} s)", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"killed after {timeout:.0f} s", time.monotonic() - started
+    elapsed = time.monotonic() - started
+    if done.returncode != 0 or not done.stdout.strip():
+        return None, f"exit {done.returncode}: {done.stderr[-1500:]}", elapsed
+    return json.loads(done.stdout.strip().splitlines()[-1]), "", elapsed
+
+
+def machine() -> dict[str, str]:
+    import moto
+
+    memory = ""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kb = int(meminfo.readline().split()[1])
+            memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        memory = "unknown"
+    return {
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "cpu": platform.processor() or platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "moto": moto.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m holdline_local.bench")
+    sub = parser.add_subparsers(dest="command")
+    part = sub.add_parser("part")
+    part.add_argument("part", choices=["floor", "coldstart", "cost", "scale"])
+    part.add_argument("--n", type=int, default=100)
+    part.add_argument("--workers", type=int, default=1000)
+    part.add_argument("--rate", type=float, default=2.0)
+    part.add_argument("--caller-time-scale", type=float, default=1.0)
+    part.add_argument("--deadline", type=float, default=1200.0)
+    part.add_argument("--rounds", type=int, default=300)
+    part.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--rate", type=float, default=2.0, help="calls arriving per second in the scale runs")
+    parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--json", default="", help="also write the raw results here")
+    render_cmd = sub.add_parser("render", help="re-render BENCHMARKS.md from a --json file")
+    render_cmd.add_argument("results")
+    args = parser.parse_args(argv)
+    if args.command == "part":
+        return run_part(args)
+
+    from holdline_local.bench.report import render
+
+    if args.command == "render":
+        Path(args.out).write_text(render(json.loads(Path(args.results).read_text())))
+        return 0
+
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "errors": {}, "elapsed": {}}
+    plan: list[tuple[str, list[str], float]] = [
+        ("floor", ["floor"], 600),
+        ("coldstart", ["coldstart"], 600),
+        ("cost", ["cost"], 300),
+    ]
+    for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        # A deadline inside the run (unfinished calls are reported as stuck) and a kill outside it.
+        deadline = 120 + size / args.rate * 2
+        plan.append(
+            (
+                f"scale-{size}",
+                ["scale", "--n", str(size), "--rate", str(args.rate), "--deadline", str(deadline)],
+                deadline + 120,
+            )
+        )
+    for name, part_args, limit in plan:
+        value, error, elapsed = _subprocess(part_args, limit)
+        results[name] = value
+        results["elapsed"][name] = elapsed
+        if error:
+            results["errors"][name] = error
+            print(f"bench: {name} FAILED: {error}", file=sys.stderr)
+    results["total_s"] = time.monotonic() - started
+    results["command"] = "make bench  (= .venv/bin/python -m holdline_local.bench" + (
+        f" --sizes {args.sizes} --rate {args.rate:g})"
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    Path(args.out).write_text(render(results))
+    print(f"bench: wrote {args.out} in {results['total_s']:.0f} s", file=sys.stderr)
+    failed = bool(results["errors"]) or any(
+        not (results.get(k) or {}).get("ok", False) for k in results if k.startswith("scale-")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

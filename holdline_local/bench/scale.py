@@ -1,0 +1,192 @@
+"""N simulated calls at once through the whole local stack: the starter through the Lambda API, the saga on
+moto's Step Functions engine with the sandbox bank, the status polls, the results. Every call must end in the
+outcome its scenario implies, every execution must have ended, and the bank must hold exactly the money
+the successful transfers moved; only then are throughput and per-call costs reported.
+
+Callers are bounded by a thread pool (each caller holds a thread while on hold); every call is submitted at
+once and the run has a deadline after which unfinished calls count as stuck.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from holdline_local.bench.outcomes import (
+    CallResult,
+    check_balances,
+    check_calls,
+    expected_balances,
+    ledger_by_reference,
+    mix,
+)
+from holdline_local.sandbox_bank import TEST_ACCOUNTS
+from holdline_local.simulator import SimulatedCall
+from holdline_local.stack import REGION, LocalStack
+
+
+def _session_client(stack: LocalStack, service: str, pool: int) -> Any:
+    # The callers' own session: what the harness calls is never counted as Holdline's work, and the pool is
+    # as large as the number of callers (botocore's default of 10 would queue them).
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=stack.endpoint,
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106
+        config=Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, read_timeout=120),
+    )
+
+
+def max_overlap(windows: list[tuple[float, float]]) -> int:
+    """The largest number of windows open at one instant."""
+    edges = sorted([(start, 1) for start, _ in windows] + [(end, -1) for _, end in windows])
+    best = current = 0
+    for _, step in edges:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _executions(sfn: Any, machine_arn: str) -> dict[str, str]:
+    executions: dict[str, str] = {}
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn):
+        for execution in page["executions"]:
+            executions[execution["name"]] = execution["status"]
+    return executions
+
+
+def run(
+    stack: LocalStack,
+    n: int,
+    *,
+    workers: int,
+    caller_time_scale: float,
+    arrivals_per_s: float,
+    deadline_s: float,
+) -> dict[str, Any]:
+    lam = _session_client(stack, "lambda", workers)
+    scenarios = mix(n)
+    results = [CallResult(scenario) for scenario in scenarios]
+    windows: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def invoker(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
+        answer = lam.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        raw = answer["Payload"].read()
+        return (json.loads(raw) if raw else None), answer.get("FunctionError")
+
+    def one_call(index: int) -> None:
+        scenario = scenarios[index]
+        contact = str(uuid.uuid4())
+        event = {
+            "Name": "ContactFlowEvent",
+            "Details": {
+                "ContactData": {"ContactId": contact, "InitialContactId": contact, "Attributes": {}},
+                "Parameters": scenario.parameters(),
+            },
+        }
+        opened = time.monotonic()
+        report = SimulatedCall(invoker, event, time_scale=caller_time_scale, max_polls=10_000).run()
+        closed = time.monotonic()
+        result = results[index]
+        for step in report.steps:
+            if step.kind == "invoke":
+                result.durations_ms.setdefault(step.name, []).append(step.duration_ms)
+        result.polls = len(result.durations_ms.get("StatusFunction", []))
+        result.tracker_id = report.tracker_id
+        result.error_code = report.error_code
+        result.outcome = report.outcome  # last: an empty outcome means the call never came back
+        with lock:
+            windows.append((opened, closed))
+
+    invocations_before = dict(stack.dispatcher.invocations)
+    cpu_before = time.process_time()
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caller")
+    futures = []
+    for i in range(n):
+        # Calls arrive at a steady rate, as callers do; a burst of N in one millisecond only measures
+        # how fast one Python process accepts connections.
+        delay = started + i / arrivals_per_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        futures.append(pool.submit(one_call, i))
+    done, not_done = wait(futures, timeout=max(0.0, deadline_s - (time.monotonic() - started)))
+    wall = time.monotonic() - started
+    cpu = time.process_time() - cpu_before
+    for future in not_done:
+        future.cancel()
+    pool.shutdown(wait=False, cancel_futures=True)
+    errors = [repr(f.exception()) for f in done if f.exception() is not None]
+
+    sfn = _session_client(stack, "stepfunctions", 4)
+    # The results answer comes from the tracker's last update; the execution closes a moment later.
+    drain_until = time.monotonic() + 30
+    while True:
+        executions = _executions(sfn, stack.arn("TransferStateMachine"))
+        if "RUNNING" not in executions.values() or time.monotonic() > drain_until:
+            break
+        time.sleep(0.5)
+    assert stack.bank is not None
+    problems = [f"caller crashed: {e}" for e in errors[:5]]
+    if not_done:
+        problems.append(f"{len(not_done)} of {n} calls not finished after {deadline_s:.0f} s")
+    problems += check_calls(results, executions=executions, ledger=ledger_by_reference(stack.bank.ledger))
+    opening = {name: spec.balance for name, spec in TEST_ACCOUNTS.items()}
+    actual = {name: stack.bank.balance(name) for name in opening}
+    problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
+
+    invocations = {
+        name: count - invocations_before.get(name, 0) for name, count in stack.dispatcher.invocations.items()
+    }
+    latency: dict[str, dict[str, float]] = {}
+    for function in ("StarterFunction", "StatusFunction", "ResultsFunction"):
+        values = [d for r in results for d in r.durations_ms.get(function, [])]
+        if values:
+            latency[function] = {
+                "median_ms": statistics.median(values),
+                "p95_ms": percentile(values, 0.95),
+                "max_ms": max(values),
+            }
+    finished = [r for r in results if r.outcome]
+    return {
+        "n": n,
+        "workers": workers,
+        "caller_time_scale": caller_time_scale,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "ok": not problems,
+        "problems": problems[:20],
+        "problem_count": len(problems),
+        "finished": len(finished),
+        "outcomes": {
+            name: sum(1 for r in results if r.scenario.name == name and r.outcome == r.scenario.outcome)
+            for name in sorted({s.name for s in scenarios})
+        },
+        "throughput_per_s": len(finished) / wall if wall else 0.0,
+        "cpu_ms_per_call": cpu * 1000 / n,
+        "arrivals_per_s": arrivals_per_s,
+        "max_calls_on_hold": max_overlap(windows),
+        "polls_per_call": statistics.mean(r.polls for r in finished) if finished else 0.0,
+        "lambda_invocations_per_call": sum(invocations.values()) / n,
+        "latency": latency,
+        "bank_total_unchanged": stack.bank.total_balance() == sum(opening.values(), Decimal(0)),
+    }

@@ -1,0 +1,160 @@
+"""The benchmark harness's own logic (make bench relies on it): the cost model counts from a real execution
+history, the outcome checks fail when a transfer is lost or wrong, the import-time parser reads CPython's
+format. The benchmarks themselves run only under make bench."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from holdline_local.bench import coldstart, costmodel
+from holdline_local.bench.outcomes import (
+    INSUFFICIENT_FUNDS,
+    SUCCESS,
+    UNKNOWN_DESTINATION,
+    CallResult,
+    check_balances,
+    check_calls,
+    expected_balances,
+    mix,
+)
+from holdline_local.cli import _lambda_invoker
+from holdline_local.simulator import SimulatedCall
+from holdline_local.stack import LocalStack
+from tests.helpers import history
+
+
+def _good_run() -> tuple[list[CallResult], dict[str, str], dict[str, Counter[str]]]:
+    calls = [
+        CallResult(SUCCESS, "SUCCEEDED", "", "t-1"),
+        CallResult(INSUFFICIENT_FUNDS, "FAILED", "INSUFFICIENT_FUNDS", "t-2"),
+        CallResult(UNKNOWN_DESTINATION, "FAILED", "ACCOUNT_NOT_FOUND", "t-3"),
+    ]
+    executions = {"t-1": "SUCCEEDED", "t-2": "SUCCEEDED", "t-3": "SUCCEEDED"}
+    ledger = {"t-1": Counter(debit=1, credit=1), "t-3": Counter(debit=1, refund=1)}
+    return calls, executions, ledger
+
+
+def test_outcome_check_passes_a_correct_run() -> None:
+    calls, executions, ledger = _good_run()
+    assert check_calls(calls, executions=executions, ledger=ledger) == []
+
+
+def test_outcome_check_fails_a_lost_transfer() -> None:
+    calls, executions, ledger = _good_run()
+    del executions["t-1"]  # the starter answered but no execution exists
+    problems = check_calls(calls, executions=executions, ledger=ledger)
+    assert any("transfer lost" in p for p in problems)
+    calls[2].outcome = ""  # a call that never came back
+    assert any("never came back" in p for p in check_calls(calls, executions=executions, ledger=ledger))
+
+
+def test_outcome_check_fails_stuck_wrong_and_double_paid() -> None:
+    calls, executions, ledger = _good_run()
+    executions["t-3"] = "RUNNING"
+    calls[1].error_code = "ACCOUNT_NOT_FOUND"
+    ledger["t-1"] = Counter(debit=1, credit=2)
+    executions["stray"] = "SUCCEEDED"
+    problems = "\n".join(check_calls(calls, executions=executions, ledger=ledger))
+    assert "stuck" in problems and "expected FAILED/INSUFFICIENT_FUNDS" in problems
+    assert "'credit': 2" in problems and "belong to no call" in problems
+
+
+def test_expected_balances_move_only_successful_transfers() -> None:
+    opening = {"CHK-00012345": Decimal("10.00"), "SAV-00067890": Decimal("0.00"), "CHK-00000402": Decimal("5.00")}
+    expected = expected_balances(opening, mix(6))
+    assert expected["CHK-00012345"] == Decimal("8.00") and expected["SAV-00067890"] == Decimal("2.00")
+    assert expected["CHK-00000402"] == Decimal("5.00")
+    assert check_balances(expected, {**expected, "SAV-00067890": Decimal("3.00")}) != []
+    assert check_balances(expected, expected) == []
+
+
+def test_transitions_count_states_and_retries() -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "ExecutionStarted"},
+        {"type": "TaskStateEntered"},
+        {"type": "TaskScheduled"},
+        {"type": "TaskFailed"},
+        {"type": "TaskScheduled"},  # a retry: billed again
+        {"type": "TaskSucceeded"},
+        {"type": "TaskStateExited"},
+        {"type": "ChoiceStateEntered"},
+        {"type": "ChoiceStateExited"},
+        {"type": "ExecutionSucceeded"},
+    ]
+    assert costmodel.count_transitions(events) == 3
+
+
+def test_cost_model_counts_a_real_execution(stack: LocalStack, connect_event: Any) -> None:
+    """From a real run of today's ASL, whatever it is: every state entered is counted, the tracker updates
+    are the DynamoDB tasks, and the priced total adds up."""
+    before = dict(stack.dispatcher.invocations)
+    event = connect_event(SUCCESS.parameters(), contact_id=str(uuid.uuid4()))
+    report = SimulatedCall(_lambda_invoker(stack.client("lambda")), event, time_scale=0.01).run()
+    assert report.outcome == "SUCCEEDED"
+    events = history(stack, report.tracker_id)
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    transitions = costmodel.count_transitions(events)
+    assert transitions >= len(entered) > 0
+    tracker = costmodel.dynamodb_task_transitions(events)
+    assert 0 < tracker < transitions
+    durations = costmodel.task_durations_ms(events)
+    legs = {name for name, count in stack.dispatcher.invocations.items() if count > before.get(name, 0)}
+    assert set(durations) <= legs and "DebitFunction" in durations
+    cost = costmodel.TransferCost(
+        "success",
+        transitions,
+        {"StarterFunction": 1},
+        {"StarterFunction": 100.0},
+        ddb_reads=2,
+        ddb_writes=1,
+        memory_mb={"StarterFunction": 1024},
+    )
+    lines = cost.per_million()
+    assert lines["Step Functions"] == Decimal("25.00") * transitions
+    assert lines["Lambda duration"] == Decimal("1.67")  # 0.1 s x 1 GB x $0.0000166667 x 1M
+    assert lines["total"] == sum(v for k, v in lines.items() if k != "total")
+
+
+def test_describe_polling_ceiling_follows_the_quota() -> None:
+    assert costmodel.max_concurrent_calls_describe_polling(3) == 45
+    assert costmodel.max_concurrent_calls_describe_polling(10) == 150
+    assert costmodel.item_units(1025) == (2, 1)
+
+
+def test_importtime_parser_groups_by_package() -> None:
+    stderr = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       100 |        100 |     botocore.utils\n"
+        "import time:       300 |        400 |   botocore\n"
+        "import time:        50 |        450 | boto3\n"
+    )
+    lines = coldstart.parse_importtime(stderr)
+    assert [(line.name, line.depth) for line in lines] == [("botocore.utils", 2), ("botocore", 1), ("boto3", 0)]
+    assert coldstart.biggest_imports(lines) == [("botocore", 400), ("boto3", 50)]
+
+
+def test_report_says_when_a_target_is_missed_and_when_a_run_failed() -> None:
+    from holdline_local.bench.report import render
+
+    floor = {"name": "StatusFunction", "floor": "GetItem", "rounds": 3, "ours_median_ms": 2.0}
+    scale = {
+        "n": 10, "arrivals_per_s": 2.0, "ok": False, "problem_count": 1, "problems": ["call 0 (success): lost"],
+        "finished": 9, "max_calls_on_hold": 5, "throughput_per_s": 1.0, "cpu_ms_per_call": 100.0,
+        "polls_per_call": 1.0, "lambda_invocations_per_call": 6.0, "latency": {}, "wall_s": 10.0,
+    }  # fmt: skip
+    results = {
+        "machine": {"cores": "2", "memory": "1 GiB", "cpu": "x", "os": "linux", "python": "3.11", "moto": "5"},
+        "errors": {"coldstart": "killed after 600 s"},
+        "elapsed": {"floor": 1.0},
+        "total_s": 1.0,
+        "command": "make bench",
+        "floor": [{**floor, "floor_median_ms": 1.0, "ratio": 2.0, "parts": {"logic only": 1.1}}],
+        "scale-10": scale,
+    }
+    text = render(results)
+    assert "**2.00x** | **NOT met**" in text
+    assert "coldstart did not complete" in text
+    assert "**FAIL (1 problems)**" in text and "call 0 (success): lost" in text
