@@ -6,13 +6,31 @@ facts and the correlation ids (ContactId, trackerId, execution name) instead.
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 SERVICE = "holdline"
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace="Holdline", service=SERVICE)
+tracer: Tracer
+
+
+def __getattr__(name: str) -> Any:
+    """``tracer`` is made on first use. Creating a Powertools Tracer imports the X-Ray SDK (about 40% of a
+    Connect-facing handler's import time, measured with ``python -X importtime``), so the functions on
+    Connect's 8 s path don't: the Lambda service's active tracing still records their invocations, and the
+    saga's legs and the asynchronous functions, where a cold start costs no caller anything, trace in depth."""
+    if name == "tracer":
+        from aws_lambda_powertools import Tracer
+
+        globals()["tracer"] = made = Tracer(service=SERVICE)
+        return made
+    raise AttributeError(name)
 
 
 def mask(value: str | None) -> str:

@@ -104,7 +104,7 @@ def run(
             },
         }
         opened = time.monotonic()
-        report = SimulatedCall(invoker, event, time_scale=caller_time_scale, max_polls=10_000).run()
+        report = SimulatedCall(invoker, event, time_scale=caller_time_scale, max_actions=50_000).run()
         closed = time.monotonic()
         result = results[index]
         for step in report.steps:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from holdline.connect import Answer, ContactFlowEvent, connect_handler
 from holdline.logic.line_config import lookup
-from holdline.observability import logger, tracer
+from holdline.observability import logger
 
 
 @connect_handler
@@ -30,6 +30,5 @@ def _with_dialed_number(event: Any) -> Any:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> Answer:
     return _config(_with_dialed_number(event), context)

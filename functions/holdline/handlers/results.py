@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from holdline.config import get_settings
 from holdline.connect import ContactFlowEvent, connect_handler
 from holdline.logic.tracking import results
-from holdline.observability import logger, tracer
+from holdline.observability import logger
 
 
 @connect_handler
@@ -16,4 +16,4 @@ def _results(event: ContactFlowEvent, context: LambdaContext) -> dict[str, objec
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.
-handler = logger.inject_lambda_context(clear_state=True, log_event=False)(tracer.capture_lambda_handler(_results))
+handler = logger.inject_lambda_context(clear_state=True, log_event=False)(_results)

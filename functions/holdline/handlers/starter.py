@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from holdline.config import get_settings
 from holdline.connect import ContactFlowEvent, connect_handler
 from holdline.logic.starter import start_request
-from holdline.observability import logger, metrics, tracer
+from holdline.observability import logger, metrics
 
 
 @connect_handler
@@ -18,6 +18,4 @@ def _start(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.
-handler = logger.inject_lambda_context(clear_state=True, log_event=False)(
-    tracer.capture_lambda_handler(metrics.log_metrics(_start))
-)
+handler = logger.inject_lambda_context(clear_state=True, log_event=False)(metrics.log_metrics(_start))
