@@ -69,6 +69,15 @@ class LocalLambdaContext:
 
 Invocation = Callable[[dict[str, Any], LocalLambdaContext], Any]
 
+# Which function this thread is running for the local stack (None outside a dispatched invocation). Tests
+# that wrap a process-wide seam (say aws.client) use it to leave the stack's own background work alone.
+_running = threading.local()
+
+
+def running_function() -> str | None:
+    """The function the current thread runs as a dispatched Lambda invocation, if any."""
+    return getattr(_running, "function", None)
+
 
 class LambdaInvokeRefused(Exception):
     """The Lambda service refused the invoke itself (the function never ran): what EventBridge retries."""
@@ -126,6 +135,7 @@ class LambdaDispatcher:
         with self._lock:
             self.invocations[function.name] = self.invocations.get(function.name, 0) + 1
         event = json.loads(body) if body else {}
+        _running.function = function.name
         try:
             result = self._handler_for(function)(event, LocalLambdaContext(function))
         except Exception as exc:
@@ -136,6 +146,8 @@ class LambdaDispatcher:
                 "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
             }
             return json.dumps(error).encode()
+        finally:
+            _running.function = None
         return json.dumps(result).encode()
 
 

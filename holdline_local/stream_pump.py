@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,12 @@ class StreamPump:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No delivery while inside (records wait in the stream, as when a mapping is disabled on AWS)."""
+        with self._lock:
+            yield
 
     def drain(self, max_rounds: int = 200) -> None:
         """Poll until no mapping has anything left to deliver (or retry)."""
