@@ -10,6 +10,12 @@ SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
+# The functions' own interpreter for the local Lambda runtime: functions/requirements.txt plus what the
+# python3.11 Lambda runtime provides (holdline_local/runtime/requirements.txt), nothing of the dev tooling.
+LAMBDA_VENV := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
+RUNTIME_REQS := holdline_local/runtime/requirements.txt
+RUNTIME_CONSTRAINTS := holdline_local/runtime/constraints.txt
 
 .PHONY: install demo test lint typecheck unit validate-asl validate-template flow-sync bench local clean
 
@@ -29,10 +35,16 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_CLI_VERSION)"
 	touch $(SAM_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) $(SAM_STAMP)
+$(LAMBDA_STAMP): functions/requirements.txt $(RUNTIME_REQS) $(RUNTIME_CONSTRAINTS)
+	test -x $(LAMBDA_VENV)/bin/python || $(PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -r functions/requirements.txt -r $(RUNTIME_REQS) -c $(RUNTIME_CONSTRAINTS)
+	touch $(LAMBDA_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) $(SAM_STAMP) $(LAMBDA_STAMP)
 
 ## Play one simulated Amazon Connect call end to end on the embedded local stack.
-demo: $(STAMP)
+demo: $(STAMP) $(SAM_STAMP) $(LAMBDA_STAMP)
 	$(BIN)/holdline simulate
 
 ## The whole suite: lint, types, ASL validation, tests.
@@ -69,4 +81,4 @@ bench: install
 	$(BIN)/python -m holdline_local.bench --json .benchmarks/results.json
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) .holdline node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

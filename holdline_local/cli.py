@@ -147,16 +147,18 @@ def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
     return _lambda_invoker(boto3.client("lambda")), functions
 
 
+def _local_endpoint(endpoint: str, region: str | None = None) -> dict[str, Any]:
+    """Client options for a local stack: its endpoint and its local administrator's fixed key (the local
+    stack enforces IAM, so any other key is refused)."""
+    from holdline_local.iam import admin_credentials
+
+    return {"endpoint_url": endpoint, "region_name": region or "us-east-1", **admin_credentials()}
+
+
 def _endpoint_client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client(
-        "lambda",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106
-    )
+    return boto3.client("lambda", **_local_endpoint(endpoint))
 
 
 def _lambda_invoker(client: Any) -> Any:
@@ -179,12 +181,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from holdline_local import dlq
 
     if args.endpoint:
-        options: dict[str, Any] = {
-            "endpoint_url": args.endpoint,
-            "region_name": args.region or "us-east-1",
-            "aws_access_key_id": "local",
-            "aws_secret_access_key": "local",
-        }
+        options: dict[str, Any] = _local_endpoint(args.endpoint, args.region)
     else:  # a deployed stack with the default credential chain
         options = {"region_name": args.region} if args.region else {}
 
@@ -209,7 +206,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as exc:  # an unknown queue, or one that cannot be replayed
         print(exc.args[0], file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    if args.json or args.dlq_command != "list":
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(dlq.render_summary(result))
     return 1 if isinstance(result, dict) and result.get("failed") else 0
 
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--endpoint", help="a running local stack (holdline local up)")
     dead.add_argument("--stack-name", help="a deployed stack (default AWS credentials)")
     dead.add_argument("--region", help="AWS region of the deployed stack")
+    dead.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
     dead_commands = dead.add_subparsers(dest="dlq_command", required=True)
     dead_commands.add_parser("list", help="every DLQ of the template: kind, source, depth")
     for name, text in (("show", "peek at messages, attributes normalized"), ("redrive", "replay, then delete")):

@@ -285,6 +285,21 @@ class DeadLetters:
         return records
 
 
+def render_summary(rows: list[dict[str, Any]]) -> str:
+    """``holdline dlq list`` for a person: one aligned row per queue, the ones holding messages first."""
+    headers = ("QUEUE", "KIND", "SOURCE", "MESSAGES", "IN FLIGHT")
+    ordered = sorted(rows, key=lambda r: (-(r["messages"] + r["inFlight"]), r["queue"]))
+    table = [headers] + [(r["queue"], r["kind"], r["source"], str(r["messages"]), str(r["inFlight"])) for r in ordered]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in table
+    ]
+    waiting = sum(r["messages"] + r["inFlight"] for r in rows)
+    lines.append(f"{waiting} dead letter(s) waiting" + (": `holdline dlq show QUEUE` to look" if waiting else ""))
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def _json(raw: str | bytes) -> Any:
     try:
         return json.loads(raw)

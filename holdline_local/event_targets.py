@@ -1,125 +1,149 @@
 """EventBridge rule -> Lambda target, the way AWS delivers it, for the local stack.
 
 moto's EventBridge delivers to SQS, log groups and buses, and raises NotImplementedError for a Lambda
-target. The moto adapter hands those to :class:`LambdaTargetDelivery`, which does what AWS does:
+target. The moto adapter hands those to :class:`LambdaTargetDelivery`, which does what AWS does
+("Event retry policy and using dead-letter queues",
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html):
 
-- EventBridge invokes the function asynchronously. If the invoke itself fails (throttled, no such
-  function), EventBridge retries per the target's RetryPolicy, then writes the event to the target's
-  DeadLetterConfig queue with the attributes AWS sets: RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
-  EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS.
-- Once invoked, a function error is Lambda's business: it retries per the function's EventInvokeConfig
-  (default 2), then sends an invocation record to its OnFailure destination.
-
-Retry sleeps are scaled by the local stack's time scale (1 s each, unscaled; AWS backs off exponentially).
+- EventBridge invokes the function asynchronously, which needs the function's resource-based policy to
+  allow ``events.amazonaws.com`` from this rule (``aws:SourceArn``); without it the invoke is refused
+  (``NO_PERMISSIONS``). An unknown function is ``NO_RESOURCE``. A refused invoke is retried per the target's
+  RetryPolicy (exponential backoff with jitter, on the time scale), then the event goes to the target's
+  DeadLetterConfig queue with the attributes AWS sets (RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
+  EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS) - if the queue's policy lets EventBridge send to it;
+  otherwise the event is lost, as on AWS (counted in :attr:`LambdaTargetDelivery.lost`).
+- Once Lambda accepted the event, Lambda's asynchronous semantics apply (retries, OnFailure destination):
+  :mod:`holdline_local.runtime.async_invoke`.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from holdline_local.moto_adapter import LambdaDispatcher, LambdaInvokeRefused
+from holdline_local.iam import resource_policy_allows
+from holdline_local.runtime import InvokeRefused
+
+
+class TargetRefused(Exception):
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+#: Hands an event to Lambda's asynchronous queue or raises TargetRefused / InvokeRefused.
+HandOff = Callable[[str, str, bytes], None]  # (rule ARN, function ARN, event)
+QueuePolicy = Callable[[str], Mapping[str, Any] | None]  # queue ARN -> its policy
 
 
 class LambdaTargetDelivery:
     def __init__(
         self,
-        dispatcher: LambdaDispatcher,
+        hand_off: HandOff,
         sqs: Callable[[], Any],
         time_scale: float,
-        invoke_configs: Mapping[str, Mapping[str, Any]],
         queue_urls: Mapping[str, str],
+        queue_policy: QueuePolicy,
     ) -> None:
-        self._dispatcher = dispatcher
+        self._hand_off = hand_off
         self._sqs = sqs
         self._time_scale = time_scale
-        self._invoke_configs = invoke_configs  # function name -> resolved EventInvokeConfig
         self._queue_urls = queue_urls  # queue ARN -> URL
+        self._queue_policy = queue_policy
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        #: Events EventBridge could neither deliver nor dead-letter (no DLQ, or one it may not write to).
+        self.lost: list[dict[str, Any]] = []
 
     def deliver(self, rule_arn: str, target: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         """Called by moto's put_events for each matching Lambda target: asynchronous, like AWS."""
         thread = threading.Thread(target=self._run, args=(rule_arn, dict(target), dict(event)), daemon=True)
-        self._threads.append(thread)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         thread.start()
 
     def wait(self, timeout: float = 30) -> None:
-        """Tests: until every delivery started so far has finished (delivered or dead-lettered)."""
+        """Tests: until every delivery started so far has been handed to Lambda or dead-lettered."""
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _sleep(self) -> None:
-        time.sleep(self._time_scale)
+    def _backoff(self, attempt: int) -> None:
+        # "exponential back off and jitter" (EventBridge user guide), capped; on the local time scale.
+        time.sleep(random.uniform(0, min(60.0, 2.0**attempt)) * self._time_scale)
 
     def _run(self, rule_arn: str, target: dict[str, Any], event: dict[str, Any]) -> None:
         policy = target.get("RetryPolicy", {})
         max_retries = int(policy.get("MaximumRetryAttempts", 185))
-        body = json.dumps(event, default=str)
+        body = _payload(target, event)
         attempts = 0
         while True:
             try:
-                self._async_invoke(target["Arn"], body)
+                self._hand_off(rule_arn, str(target["Arn"]), body)
                 return
-            except LambdaInvokeRefused as refused:
-                if attempts >= max_retries:
-                    self._dead_letter(rule_arn, target, body, refused, attempts)
+            except (TargetRefused, InvokeRefused) as refused:
+                code = refused.error_code if isinstance(refused, TargetRefused) else _error_code(refused.code)
+                if attempts >= max_retries or (code in {"NO_RESOURCE", "NO_PERMISSIONS"} and attempts >= 1):
+                    self._dead_letter(rule_arn, target, body, code, str(refused), attempts)
                     return
                 attempts += 1
-                self._sleep()
-
-    def _async_invoke(self, function_arn: str, body: str) -> None:
-        name = function_arn.rsplit(":", 1)[-1]
-        config = self._invoke_configs.get(name, {})
-        retries = int(config.get("MaximumRetryAttempts", 2))
-        for attempt in range(retries + 1):
-            headers: dict[str, str] = {}
-            answer = self._dispatcher.invoke(function_arn, body, headers, refuse_unknown=True)
-            if not headers.get("x-amz-function-error"):
-                return
-            if attempt < retries:
-                self._sleep()
-        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-        if destination and destination in self._queue_urls:
-            record = {
-                "version": "1.0",
-                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "requestContext": {
-                    "requestId": str(uuid.uuid4()),
-                    "functionArn": function_arn,
-                    "condition": "RetriesExhausted",
-                    "approximateInvokeCount": retries + 1,
-                },
-                "requestPayload": json.loads(body),
-                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-                "responsePayload": json.loads(answer or b"null"),
-            }
-            self._sqs().send_message(QueueUrl=self._queue_urls[destination], MessageBody=json.dumps(record))
+                self._backoff(attempts)
 
     def _dead_letter(
-        self, rule_arn: str, target: Mapping[str, Any], body: str, refused: LambdaInvokeRefused, attempts: int
+        self, rule_arn: str, target: Mapping[str, Any], body: bytes, code: str, message: str, attempts: int
     ) -> None:
         dlq_arn = target.get("DeadLetterConfig", {}).get("Arn")
-        if not dlq_arn or dlq_arn not in self._queue_urls:
-            return  # no DLQ: EventBridge drops the event (and so do we)
+        allowed = bool(dlq_arn) and resource_policy_allows(
+            self._queue_policy(str(dlq_arn)),
+            service="events.amazonaws.com",
+            action="sqs:SendMessage",
+            resource=str(dlq_arn),
+            source_arn=rule_arn,
+        )
+        if not dlq_arn or dlq_arn not in self._queue_urls or not allowed:
+            self.lost.append({"rule": rule_arn, "target": target.get("Arn"), "errorCode": code, "dlq": dlq_arn})
+            return
 
         def attribute(value: str) -> dict[str, str]:
             return {"DataType": "String", "StringValue": value}
 
         self._sqs().send_message(
             QueueUrl=self._queue_urls[dlq_arn],
-            MessageBody=body,
+            MessageBody=body.decode(),
             MessageAttributes={
                 "RULE_ARN": attribute(rule_arn),
                 "TARGET_ARN": attribute(str(target["Arn"])),
-                "ERROR_CODE": attribute(refused.error_code),
-                "ERROR_MESSAGE": attribute(str(refused)),
+                "ERROR_CODE": attribute(code),
+                "ERROR_MESSAGE": attribute(message),
                 "EXHAUSTED_RETRY_CONDITION": attribute("MaximumRetryAttempts"),
                 "RETRY_ATTEMPTS": attribute(str(attempts)),
             },
         )
+
+
+def _error_code(lambda_code: str) -> str:
+    """Lambda's refusal -> the ERROR_CODE EventBridge writes to the DLQ."""
+    return {
+        "TooManyRequestsException": "THROTTLING",
+        "ResourceNotFoundException": "NO_RESOURCE",
+        "AccessDeniedException": "NO_PERMISSIONS",
+    }.get(lambda_code, "ERROR_FROM_TARGET")
+
+
+def _payload(target: Mapping[str, Any], event: Mapping[str, Any]) -> bytes:
+    """The event as EventBridge sends it (``time`` as ISO 8601), or the target's constant ``Input``."""
+    if "Input" in target:
+        return str(target["Input"]).encode()
+    shaped = dict(event)
+    if isinstance(shaped.get("time"), int | float):
+        shaped["time"] = datetime.fromtimestamp(shaped["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    shaped.pop("ingestion-time", None)
+    return json.dumps(shaped, default=str).encode()

@@ -1,161 +1,292 @@
 """Everything Holdline changes in moto, in one place. Written for and tested against the moto pinned in
 pyproject.toml (tests/functional/test_moto_adapter.py): a moto upgrade that moves these hooks fails there.
 
-1. Lambda tasks run our real handlers in-process. moto's no-Docker Lambda backend echoes its input; we
-   replace its ``invoke`` so that it imports the function's ``Handler`` and calls it. An exception becomes a
-   Lambda "Unhandled" error whose ``errorType`` is the exception's class name, which is exactly what ASL
-   ``Retry``/``Catch`` match on AWS.
-3. (below, ``install_event_targets``) EventBridge rules' Lambda targets, which moto does not deliver, go to
-   the local stack's emulation of EventBridge's asynchronous delivery (holdline_local/event_targets.py).
-2. Time runs faster. moto's Step Functions executor really sleeps in ``Wait`` states and between retries;
-   a time scale multiplies those sleeps so tests and the demo run fast while the ASL stays exactly what is
-   deployed. Task ``TimeoutSeconds`` are not scaled by it: real handler work must fit in them, as on AWS.
-3. Optionally, task timeouts run faster too, by a separate and gentler scale (``set_task_timeout_scale``,
-   default 1.0 = off). It exists so that a test of "the bank answers after the task timed out" need not wait
-   out a 10 s TimeoutSeconds: at 0.1 the task gives up after 1 s of wall-clock time while the bank call goes
-   on in its thread (a task timeout does not stop the Lambda, here as on AWS). Keep it well above the
-   handlers' real run time, or healthy tasks time out too.
+1. **Lambda runs in the local runtime.** moto's no-Docker Lambda backend echoes its input; ``Invoke`` is
+   routed to :mod:`holdline_local.runtime` instead: each function in execution environments of its own
+   (worker processes), built from moto's own record of the function (handler, Timeout, MemorySize,
+   variables, role, reserved concurrency), so what the Lambda API says is what runs. Synchronous invokes
+   answer as Lambda does (``FunctionError: Unhandled`` with the runtime's error document; 429
+   ``TooManyRequestsException`` at a concurrency limit); ``InvocationType=Event`` goes to Lambda's
+   asynchronous queue (:mod:`holdline_local.runtime.async_invoke`).
+2. **Time runs faster.** moto's Step Functions executor really sleeps in ``Wait`` states and between
+   retries; a time scale multiplies those sleeps so tests and the demo run fast while the ASL stays exactly
+   what is deployed. Timeouts have a scale of their own (:func:`set_timeout_scale`, default 1.0) that
+   applies to task ``TimeoutSeconds`` and to functions' ``Timeout`` alike, so their order is AWS's.
+3. **The executor calls AWS with its state machine's role** (moto's own client uses fixed fake keys), one
+   client per role and service reused across Task states (moto makes a new boto3 client per Task state).
+4. **A definition is parsed once**, not on every execution.
+5. **Step Functions Execution Status Change** events, which AWS puts on the default bus for every Standard
+   execution that starts or ends ("Automating Step Functions event delivery with EventBridge",
+   https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html), are put locally too.
+6. EventBridge rules' Lambda targets, which moto does not deliver, go to the local stack's emulation of
+   EventBridge's asynchronous delivery (holdline_local/event_targets.py).
+7. **A Parallel or Map whose branch fails with a ``States.*`` error** (a task's ``States.Timeout``, say) fails
+   with that error, as on AWS, so its Catch sees it; moto rebuilds the branch's error as a custom error name,
+   which refuses the ``States.`` prefix, and the execution dies of a ValueError instead.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import json
-import sys
+import tempfile
 import threading
 import time
-import traceback
-import uuid
+import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
+from moto.core.exceptions import JsonRESTError
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 
-
-@dataclass(frozen=True)
-class LocalFunction:
-    """A function of the template as the adapter runs it."""
-
-    name: str
-    handler: str  # "package.module.attribute"
-    code_uri: Path
-    timeout: int
-    arn: str
+from holdline_local.runtime import FunctionConfig, InvokeRefused, LambdaRuntime, Throttled
+from holdline_local.runtime.async_invoke import AsyncInvoker
 
 
-class LocalLambdaContext:
-    """The parts of the Lambda context object our handlers (and Powertools) read."""
+class TooManyRequestsException(JsonRESTError):
+    """Lambda's 429 at a concurrency limit ("Invoke" API reference, Errors)."""
 
-    def __init__(self, function: LocalFunction) -> None:
-        self.function_name = function.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + function.timeout
+    code = 429
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+    def __init__(self, reason: str) -> None:
+        super().__init__("TooManyRequestsException", "Rate Exceeded.")
+        self.description = json.dumps(
+            {"__type": "TooManyRequestsException", "message": "Rate Exceeded.", "Reason": reason, "Type": "User"}
+        )
 
 
-Invocation = Callable[[dict[str, Any], LocalLambdaContext], Any]
-
-# Which function this thread is running for the local stack (None outside a dispatched invocation). Tests
-# that wrap a process-wide seam (say aws.client) use it to leave the stack's own background work alone.
-_running = threading.local()
-
-
-def running_function() -> str | None:
-    """The function the current thread runs as a dispatched Lambda invocation, if any."""
-    return getattr(_running, "function", None)
+class ServiceRefusal(JsonRESTError):
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(code, message)
+        self.code = status
 
 
-class LambdaInvokeRefused(Exception):
-    """The Lambda service refused the invoke itself (the function never ran): what EventBridge retries."""
+# ---- 1. Lambda -----------------------------------------------------------------------------------------
+class LambdaBridge:
+    """moto's record of a function -> the runtime's FunctionConfig; Invoke -> the runtime."""
 
-    def __init__(self, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-
-
-class LambdaDispatcher:
-    """Maps function names to our handlers and runs them in-process; counts invocations for tests."""
-
-    def __init__(self) -> None:
-        self._functions: dict[str, LocalFunction] = {}
-        self._handlers: dict[str, Invocation] = {}
+    def __init__(self, runtime: LambdaRuntime, async_invoker: AsyncInvoker | None = None) -> None:
+        self.runtime = runtime
+        self.async_invoker = async_invoker
+        self._code_dirs: dict[str, Path] = {}
+        self._extracted: dict[str, Path] = {}
         self._lock = threading.Lock()
-        self.invocations: dict[str, int] = {}
-        #: Tests: refuse the next N invokes of a function as throttled, as Lambda does at its concurrency limit.
-        self.throttle: dict[str, int] = {}
+        self._scratch = Path(tempfile.mkdtemp(prefix="holdline-lambda-code-"))
 
-    def register(self, function: LocalFunction) -> None:
-        self._functions[function.name] = function
-        self._functions[function.arn] = function
+    def serve_code_from(self, function_name: str, directory: Path) -> None:
+        """A function of the template runs its CodeUri directory (edits show on the next cold start)."""
+        self._code_dirs[function_name] = directory
 
-    def _handler_for(self, function: LocalFunction) -> Invocation:
+    def config_for(self, function: Any) -> FunctionConfig:
+        return FunctionConfig(
+            name=function.function_name,
+            arn=function.function_arn,
+            handler=function.handler,
+            task_root=self._task_root(function),
+            timeout=int(function.timeout),
+            memory_mb=int(function.memory_size),
+            variables=tuple(sorted((str(k), str(v)) for k, v in (function.environment_vars or {}).items())),
+            role_arn=function.role,
+            reserved_concurrency=None if function.reserved_concurrency is None else int(function.reserved_concurrency),
+        )
+
+    def _task_root(self, function: Any) -> Path:
+        if function.function_name in self._code_dirs:
+            return self._code_dirs[function.function_name]
+        digest = str(function.code_sha_256)
         with self._lock:
-            if function.name not in self._handlers:
-                # All our functions share one code package, so one sys.path entry serves them all and no two
-                # functions' same-named modules can shadow each other in sys.modules.
-                code_path = str(function.code_uri.resolve())
-                if code_path not in sys.path:
-                    sys.path.insert(0, code_path)
-                module_name, _, attribute = function.handler.rpartition(".")
-                self._handlers[function.name] = getattr(importlib.import_module(module_name), attribute)
-            return self._handlers[function.name]
+            if digest not in self._extracted:
+                target = self._scratch / digest.replace("/", "_").replace("+", "-")[:40]
+                with zipfile.ZipFile(BytesIO(function.code_bytes)) as archive:
+                    archive.extractall(target)
+                self._extracted[digest] = target
+            return self._extracted[digest]
 
-    def knows(self, name: str) -> bool:
-        return self._find(name) is not None
-
-    def _find(self, name: str) -> LocalFunction | None:
-        return self._functions.get(name) or self._functions.get(name.rsplit(":", 1)[-1])
-
-    def invoke(
-        self, name: str, body: bytes | str | None, response_headers: dict[str, str], *, refuse_unknown: bool = False
-    ) -> bytes | None:
-        function = self._find(name)
-        if function is None:
-            if refuse_unknown:
-                raise LambdaInvokeRefused("NO_RESOURCE", f"Function not found: {name}")
-            return None
-        with self._lock:
-            if self.throttle.get(function.name, 0) > 0:
-                self.throttle[function.name] -= 1
-                raise LambdaInvokeRefused("THROTTLING", "Rate Exceeded.")
-        with self._lock:
-            self.invocations[function.name] = self.invocations.get(function.name, 0) + 1
-        event = json.loads(body) if body else {}
-        _running.function = function.name
+    def invoke(self, function: Any, body: Any, headers: Mapping[str, str], response_headers: dict[str, str]) -> bytes:
+        payload = body.encode() if isinstance(body, str) else (body or b"")
+        config = self.config_for(function)
+        invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
         try:
-            result = self._handler_for(function)(event, LocalLambdaContext(function))
-        except Exception as exc:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            error = {
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
-            }
-            return json.dumps(error).encode()
-        finally:
-            _running.function = None
-        return json.dumps(result).encode()
+            if invocation_type == "DryRun":
+                return b""
+            if invocation_type == "Event":
+                self.runtime.check_refusal(config.name)
+                if self.async_invoker is None:
+                    raise ServiceRefusal("ServiceException", "no asynchronous queue in this local stack", 500)
+                self.async_invoker.submit(config.name, payload)
+                return b""
+            result = self.runtime.invoke(config, payload, client_context=headers.get("X-Amz-Client-Context"))
+        except Throttled as throttled:
+            raise TooManyRequestsException(throttled.reason) from None
+        except InvokeRefused as refused:
+            status = 413 if refused.code == "RequestTooLargeException" else 429
+            raise ServiceRefusal(refused.code, str(refused), status) from None
+        if result.function_error:
+            response_headers["x-amz-function-error"] = result.function_error
+        if headers.get("X-Amz-Log-Type") == "Tail":
+            response_headers["x-amz-log-result"] = result.log_tail
+        response_headers["x-amz-executed-version"] = "$LATEST"
+        return result.payload
 
 
+# ---- 3. the executor's clients ----------------------------------------------------------------------------
+class ExecutorClients:
+    """Replaces moto's ``boto_client_for``: one client per (region, service, role), with the role's
+    credentials, against the local endpoint."""
+
+    def __init__(self, endpoint: str, credentials: Callable[[str | None], Mapping[str, str]] | None) -> None:
+        self._endpoint = endpoint
+        self._credentials = credentials
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, region: str, service: str, state_credentials: Any = None) -> Any:
+        import boto3
+        from botocore.config import Config
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+        role = getattr(state_credentials, "role_arn", None)
+        key = (region, service, role)
+        with self._lock:
+            if key not in self._clients:
+                if self._credentials is not None and role:
+                    found = self._credentials(role)
+                    keys = {
+                        "aws_access_key_id": found["AWS_ACCESS_KEY_ID"],
+                        "aws_secret_access_key": found["AWS_SECRET_ACCESS_KEY"],
+                        "aws_session_token": found.get("AWS_SESSION_TOKEN"),
+                    }
+                else:
+                    keys = {"aws_access_key_id": "ak", "aws_secret_access_key": "sk"}
+                self._clients[key] = boto3.session.Session().client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self._endpoint,
+                    config=Config(
+                        parameter_validation=False,
+                        retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=64,
+                    ),
+                    **keys,
+                )
+            return self._clients[key]
+
+
+def _patch_executor_clients(factory: Callable[..., Any] | None) -> None:
+    import sys
+
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory  # noqa: F401 - loads them all
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = _installed.setdefault("boto_client_for", boto_client.boto_client_for)
+    replacement = factory or original
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) in {
+            original,
+            _installed.get("boto_client_factory"),
+        }:
+            module.boto_client_for = replacement  # type: ignore[attr-defined]
+    _installed["boto_client_factory"] = replacement
+
+
+# ---- 4. parse once ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _parsed(definition: str) -> Any:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    return AmazonStateLanguageParser.parse(definition)[0]
+
+
+def _entrypoint(self: Any) -> Any:
+    return _parsed(self._evaluation_details.state_machine_details.definition)
+
+
+# ---- 5. status change events ---------------------------------------------------------------------------
+def _epoch_ms(value: Any) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+def put_status_change_event(execution: Any) -> None:
+    """What AWS puts on the default bus when a Standard execution's status changes (best effort there and
+    here: a failure to put it never touches the execution)."""
+    from moto.events.models import events_backends
+    from moto.stepfunctions.parser.api import StateMachineType
+
+    if execution.sm_type != StateMachineType.STANDARD:
+        return  # "Express workflows do not emit" status change events
+    status = str(execution.exec_status.value if hasattr(execution.exec_status, "value") else execution.exec_status)
+    detail = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine.arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": _epoch_ms(execution.stop_date) if status != "RUNNING" else None,
+        "input": json.dumps(execution.input_data) if execution.input_data is not None else None,
+        "output": json.dumps(execution.output) if status == "SUCCEEDED" and execution.output is not None else None,
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": status == "SUCCEEDED"},
+        "error": execution.error if status == "FAILED" else None,
+        "cause": execution.cause if status == "FAILED" else None,
+    }
+    with contextlib.suppress(Exception):  # best effort, as on AWS: never touches the execution
+        events_backends[execution.account_id][execution.region_name].put_events(
+            [
+                {
+                    "Source": "aws.states",
+                    "DetailType": "Step Functions Execution Status Change",
+                    "Detail": json.dumps(detail),
+                    "Resources": [execution.exec_arn],
+                    "EventBusName": "default",
+                }
+            ]
+        )
+
+
+# ---- 7. branch errors ------------------------------------------------------------------------------------
+def _branch_error_name(error_name: str | None) -> Any:
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    if error_name is not None and error_name.startswith("States."):
+        return StatesErrorName.from_name(error_name)
+    return CustomErrorName(error_name)
+
+
+def _branch_modules() -> list[Any]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+
+    return [branches_decl, iteration_worker]
+
+
+# ---- installing ----------------------------------------------------------------------------------------
 _installed: dict[str, Any] = {}
+_timeout_scale = 1.0
 
 
-def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
-    """Switch moto to run our handlers and ASL with a time scale. Process-wide: one local stack at a time."""
+def install(
+    bridge: LambdaBridge,
+    time_scale: float,
+    *,
+    endpoint: str,
+    credentials: Callable[[str | None], Mapping[str, str]] | None = None,
+) -> None:
+    """Switch moto to run functions in the local runtime and ASL with a time scale. Process-wide: one local
+    stack at a time."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
     if time_scale <= 0:
         raise ValueError("time_scale must be > 0")
     default_user_config["stepfunctions"]["execute_state_machine"] = True
@@ -169,15 +300,24 @@ def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
         headers: Any,
         response_headers: Any,
     ) -> bytes | None:
-        if not dispatcher.knows(function_name):
-            # Let moto raise its own ResourceNotFoundException, as Lambda does for an unknown function.
-            self.get_function(function_name, qualifier)
-        return dispatcher.invoke(function_name, body, response_headers)
+        function = self.get_function(function_name, qualifier)  # moto's own ResourceNotFoundException
+        return bridge.invoke(function, body, headers, response_headers)
 
     def wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
         # The original re-enters on early wake-ups by whole seconds; a scaled wait is just one wait.
         if wait_seconds > 0:
             env.program_state_event.wait(wait_seconds * time_scale)
+
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+    original_start = Execution.start
+
+    def terminated(self: BaseExecutionWorkerCommunication) -> None:
+        original_terminated(self)
+        put_status_change_event(self.execution)
+
+    def start(self: Execution) -> None:
+        original_start(self)
+        put_status_change_event(self)
 
     if not _installed:
         _installed.update(
@@ -185,12 +325,23 @@ def install(dispatcher: LambdaDispatcher, time_scale: float) -> None:
             wait=WaitFunction._wait_interval,
             retrier_time=retrier_decl.time,
             execute_threading=execute_state.threading,
+            terminated=original_terminated,
+            start=original_start,
+            entrypoint=ExecutionWorker._get_evaluation_entrypoint,
         )
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime(time_scale)  # type: ignore[assignment]
     # moto waits for a task with ``threading.Event().wait(TimeoutSeconds)``; only that wait is scaled.
     execute_state.threading = _TaskTimeoutThreading()  # type: ignore[assignment]
+    BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
+    Execution.start = start  # type: ignore[method-assign]
+    ExecutionWorker._get_evaluation_entrypoint = _entrypoint  # type: ignore[method-assign]
+    _patch_executor_clients(ExecutorClients(endpoint, credentials))
+    for module in _branch_modules():
+        _installed.setdefault(f"error_name:{module.__name__}", module.CustomErrorName)
+        module.CustomErrorName = _branch_error_name
+    _installed["runtime"] = bridge.runtime
 
 
 def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]], None] | None) -> None:
@@ -203,7 +354,10 @@ def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]
         return
 
     def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
-        if not self.event_pattern.matches_event(original_event):
+        if self.state != "ENABLED":  # moto delivers for disabled rules too; AWS does not
+            return
+        scheduled = original_event.get("detail-type") == "Scheduled Event" and self.scheduled_expression
+        if not scheduled and not self.event_pattern.matches_event(original_event):
             return
         lambda_targets = [t for t in self.targets if ":lambda:" in str(t.get("Arn", ""))]
         for target in lambda_targets:
@@ -221,6 +375,9 @@ def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]
 
 
 def uninstall() -> None:
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
     if not _installed:
         return
     if "send_to_targets" in _installed:
@@ -229,29 +386,37 @@ def uninstall() -> None:
     WaitFunction._wait_interval = _installed["wait"]  # type: ignore[method-assign]
     retrier_decl.time = _installed["retrier_time"]
     execute_state.threading = _installed["execute_threading"]
+    BaseExecutionWorkerCommunication.terminated = _installed["terminated"]  # type: ignore[method-assign]
+    Execution.start = _installed["start"]  # type: ignore[method-assign]
+    ExecutionWorker._get_evaluation_entrypoint = _installed["entrypoint"]  # type: ignore[method-assign]
+    _patch_executor_clients(None)
+    for module in _branch_modules():
+        module.CustomErrorName = _installed[f"error_name:{module.__name__}"]
     _installed.clear()
-    set_task_timeout_scale(1.0)
+    set_timeout_scale(1.0)
 
 
-_task_timeout_scale = 1.0
-
-
-def set_task_timeout_scale(scale: float) -> float:
-    """Scale task ``TimeoutSeconds`` from now on (1.0: as written); returns the previous scale."""
-    global _task_timeout_scale
+# ---- 2. time ---------------------------------------------------------------------------------------------
+def set_timeout_scale(scale: float) -> float:
+    """Scale timeouts from now on: task ``TimeoutSeconds`` and functions' ``Timeout`` (1.0: as written);
+    returns the previous scale. Keep it well above the handlers' real run time, or healthy work times out."""
+    global _timeout_scale
     if not 0 < scale <= 1:
-        raise ValueError("task timeout scale must be in (0, 1]")
-    previous, _task_timeout_scale = _task_timeout_scale, scale
+        raise ValueError("timeout scale must be in (0, 1]")
+    previous, _timeout_scale = _timeout_scale, scale
+    runtime = _installed.get("runtime")
+    if runtime is not None:
+        runtime.timeout_scale = scale
     return previous
 
 
-def task_timeout_scale() -> float:
-    return _task_timeout_scale
+def timeout_scale() -> float:
+    return _timeout_scale
 
 
 class _ScaledEvent(threading.Event):
     def wait(self, timeout: float | None = None) -> bool:
-        return super().wait(None if timeout is None else timeout * _task_timeout_scale)
+        return super().wait(None if timeout is None else timeout * _timeout_scale)
 
 
 class _TaskTimeoutThreading:
@@ -274,22 +439,3 @@ class _ScaledTime:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
-
-
-def environment_union(functions: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """All functions run in one process and share ``os.environ``: their variables must agree.
-
-    Returns the union, or raises if two functions set one variable to different values (then the local stack
-    would silently run one of them with the other's configuration).
-    """
-    union: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for name, env in functions.items():
-        for key, value in env.items():
-            if key in union and union[key] != value:
-                raise ValueError(
-                    f"{name} and {owners[key]} set {key} differently; the local stack shares one environment"
-                )
-            union[key] = value
-            owners.setdefault(key, name)
-    return union

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +79,7 @@ class FaultKind(StrEnum):
     CONNECTION_RESET = "reset"  # drop the connection with a TCP reset, do nothing
     TIMEOUT_AFTER_COMMIT = "timeout_after_commit"  # handle it at once (money moves), answer ``seconds`` late
     SLOW_SETTLEMENT = "slow_settlement"  # a payment is accepted PENDING and SETTLED after ``checks`` look-ups
+    HOLD = "hold"  # wait until the test calls ``release()`` (at most ``seconds``, 30 if 0), then handle it
 
 
 @dataclass(eq=False)
@@ -97,6 +98,12 @@ class Fault:
     retry_after: int = RETRY_AFTER_SECONDS
     checks: int = 2
     hits: int = 0
+    #: HOLD: set when a request is being held; the request goes on once ``released`` is set.
+    entered: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    released: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def release(self) -> None:
+        self.released.set()
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
@@ -483,6 +490,9 @@ class SandboxBank:
             return _Answer(0, {}, reset=True), fault
         if fault.kind is FaultKind.LATENCY:
             time.sleep(fault.seconds)
+        if fault.kind is FaultKind.HOLD:
+            fault.entered.set()
+            fault.released.wait(fault.seconds or 30)
         return None, fault
 
     @staticmethod

@@ -90,7 +90,7 @@ def apply(scenario: Scenario, bank: SandboxBank, event: dict[str, Any]) -> dict[
     bank.clear_faults()
     for fault in scenario.faults:
         bank.inject(**fault)
-    moto_adapter.set_task_timeout_scale(scenario.task_timeout_scale)
+    moto_adapter.set_timeout_scale(scenario.task_timeout_scale)
     parameters = event.setdefault("Details", {}).setdefault("Parameters", {})
     parameters.update({"fromAccount": SOURCE, "toAccount": DESTINATION, **scenario.parameters})
     return event

@@ -3,10 +3,16 @@
 moto records stream changes, but its own event source mapping would call the function synchronously inside
 the write, ignore FilterCriteria and not run our code. So the local stack creates no ESM in moto; this pump
 polls dynamodbstreams for each AWS::Lambda::EventSourceMapping of the template and invokes the function
-through the dispatcher, honouring what matters to us: FilterCriteria (same pattern syntax as EventBridge),
-BatchSize, ReportBatchItemFailures (retry from the reported record), MaximumRetryAttempts, and the
-OnFailure destination (an SQS message in the shape Lambda writes). Not emulated: BisectBatchOnFunctionError
-(a failing batch is retried whole), parallelization, tumbling windows.
+through the local Lambda runtime ("Using AWS Lambda with Amazon DynamoDB",
+https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html), honouring what matters to us: FilterCriteria
+(same pattern syntax as EventBridge), BatchSize, ReportBatchItemFailures (retry from the reported record),
+MaximumRetryAttempts, throttles (retried without counting an attempt), and the OnFailure destination (an
+SQS message in the shape Lambda writes, sent with the function's role). Not emulated:
+BisectBatchOnFunctionError (a failing batch is retried whole), parallelization, tumbling windows.
+
+Each shard is read forward with the iterator the last read returned, at most one batch ahead, so catching
+up a backlog costs one read per batch (the first version re-read up to 1,000 records per poll from the
+checkpoint and consumed 25, which grew quadratically with the backlog).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +28,12 @@ from typing import Any
 
 from moto.events.models import EventPattern
 
-from holdline_local.moto_adapter import LambdaDispatcher
+from holdline_local.runtime import InvokeResult, Throttled
+
+#: (function name, payload) -> the runtime's result; raises Throttled at a concurrency limit.
+Invoke = Callable[[str, bytes], InvokeResult]
+#: (function name, destination ARN, message body) -> sends it with the function's role.
+SendToDestination = Callable[[str, str, str], None]
 
 
 @dataclass
@@ -33,27 +44,28 @@ class StreamMapping:
     batch_size: int = 100
     max_retries: int = 3
     report_item_failures: bool = False
-    on_failure_queue_url: str | None = None
+    on_failure: str | None = None  # destination ARN
     patterns: Sequence[EventPattern] = ()
     # progress
-    after_sequence: str | None = None
-    attempts: int = 0
-    invocations: int = field(default=0)
+    buffer: list[dict[str, Any]] = field(default_factory=list)
+    iterators: dict[str, str] = field(default_factory=dict)  # shard id -> next iterator
     shard_of: dict[str, str] = field(default_factory=dict)  # sequence number -> shard id
+    attempts: int = 0
+    invocations: int = 0
 
     @classmethod
-    def from_properties(cls, logical_id: str, props: Mapping[str, Any], queue_urls: Mapping[str, str]) -> StreamMapping:
+    def from_properties(cls, logical_id: str, props: Mapping[str, Any]) -> StreamMapping:
         filters = props.get("FilterCriteria", {}).get("Filters", [])
         destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         return cls(
             logical_id=logical_id,
             stream_arn=str(props["EventSourceArn"]),
-            function=str(props["FunctionName"]),
+            function=str(props["FunctionName"]).rsplit(":", 1)[-1],
             batch_size=int(props.get("BatchSize", 100)),
             # -1 is "until the record expires" on AWS; locally a small bound keeps a broken test short.
             max_retries=max(0, int(props.get("MaximumRetryAttempts", 3))),
             report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-            on_failure_queue_url=queue_urls.get(str(destination)) if destination else None,
+            on_failure=str(destination) if destination else None,
             patterns=[EventPattern.load(f["Pattern"]) for f in filters],
         )
 
@@ -64,10 +76,12 @@ class StreamMapping:
 class StreamPump:
     """Polls every mapping in a background thread; :meth:`drain` runs it to quiescence for tests."""
 
-    def __init__(self, streams: Any, sqs: Any, dispatcher: LambdaDispatcher, mappings: Sequence[StreamMapping]) -> None:
+    def __init__(
+        self, streams: Any, invoke: Invoke, send: SendToDestination, mappings: Sequence[StreamMapping]
+    ) -> None:
         self._streams = streams
-        self._sqs = sqs
-        self._dispatcher = dispatcher
+        self._invoke = invoke
+        self._send = send
         self.mappings = list(mappings)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,7 +91,9 @@ class StreamPump:
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
-                    self.poll()
+                    while self.poll():  # keep going while there is a backlog
+                        if self._stop.is_set():
+                            return
                 except Exception:  # noqa: S112 - a local endpoint hiccup must not kill the pump
                     continue
 
@@ -87,7 +103,7 @@ class StreamPump:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -95,7 +111,7 @@ class StreamPump:
         with self._lock:
             yield
 
-    def drain(self, max_rounds: int = 200) -> None:
+    def drain(self, max_rounds: int = 500) -> None:
         """Poll until no mapping has anything left to deliver (or retry)."""
         for _ in range(max_rounds):
             if not self.poll():
@@ -103,67 +119,73 @@ class StreamPump:
         raise RuntimeError("stream pump did not settle")
 
     def poll(self) -> bool:
-        """One pass over every mapping; True if something was delivered or retried."""
+        """One batch per mapping; True if something was delivered, filtered out or retried."""
         with self._lock:
             return any([self._poll(mapping) for mapping in self.mappings])
 
     # ---- one mapping ---------------------------------------------------------------------------------------
-    def _records(self, mapping: StreamMapping) -> list[dict[str, Any]]:
-        shards = self._streams.describe_stream(StreamArn=mapping.stream_arn)["StreamDescription"]["Shards"]
-        records: list[dict[str, Any]] = []
-        for shard in shards:
-            if mapping.after_sequence is None:
-                iterator = self._streams.get_shard_iterator(
+    def _fill(self, mapping: StreamMapping) -> None:
+        """Read forward until the buffer holds a batch (or the stream has nothing more)."""
+        if len(mapping.buffer) >= mapping.batch_size:
+            return
+        if not mapping.iterators:
+            shards = self._streams.describe_stream(StreamArn=mapping.stream_arn)["StreamDescription"]["Shards"]
+            for shard in shards:
+                mapping.iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
                     StreamArn=mapping.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
                 )["ShardIterator"]
-            else:
-                iterator = self._streams.get_shard_iterator(
-                    StreamArn=mapping.stream_arn,
-                    ShardId=shard["ShardId"],
-                    ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                    SequenceNumber=mapping.after_sequence,
-                )["ShardIterator"]
-            got = self._streams.get_records(ShardIterator=iterator, Limit=1000)["Records"]
-            mapping.shard_of.update({r["dynamodb"]["SequenceNumber"]: shard["ShardId"] for r in got})
-            records.extend(got)
-        return records
+        for shard_id, iterator in list(mapping.iterators.items()):
+            want = mapping.batch_size - len(mapping.buffer)
+            if want <= 0:
+                return
+            answer = self._streams.get_records(ShardIterator=iterator, Limit=want)
+            mapping.iterators[shard_id] = answer["NextShardIterator"]
+            for record in answer["Records"]:
+                mapping.shard_of[record["dynamodb"]["SequenceNumber"]] = shard_id
+                mapping.buffer.append(record)
 
     def _poll(self, mapping: StreamMapping) -> bool:
-        pending = self._records(mapping)
-        if not pending:
+        self._fill(mapping)
+        if not mapping.buffer:
             return False
-        batch = pending[: mapping.batch_size]
+        batch = mapping.buffer[: mapping.batch_size]
         converted = [_as_lambda_record(r, mapping.stream_arn) for r in batch]
         matched = [r for r in converted if mapping.matches(r)]
         if not matched:  # filtered out: consumed without an invocation, as on AWS
-            mapping.after_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
+            self._consume(mapping, len(batch))
             return True
-        failed_from = self._invoke(mapping, matched)
+        try:
+            failed_from = self._deliver(mapping, matched)
+        except Throttled:
+            return False  # retried at the next poll; a throttle is not an attempt
         if failed_from is None:
-            mapping.after_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
-            mapping.attempts = 0
+            self._consume(mapping, len(batch))
             return True
         mapping.attempts += 1
         if mapping.attempts <= mapping.max_retries:
             # Checkpoint just before the failed record: the next poll retries from it.
             index = next((i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] == failed_from), 0)
-            if index > 0:
-                mapping.after_sequence = batch[index - 1]["dynamodb"]["SequenceNumber"]
+            del mapping.buffer[:index]
             return True
         self._on_failure(mapping, matched)
-        mapping.after_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
-        mapping.attempts = 0
+        self._consume(mapping, len(batch))
         return True
 
-    def _invoke(self, mapping: StreamMapping, records: list[dict[str, Any]]) -> str | None:
-        """Deliver; None on success, else the sequence number to retry from."""
+    @staticmethod
+    def _consume(mapping: StreamMapping, count: int) -> None:
+        for record in mapping.buffer[:count]:
+            mapping.shard_of.pop(record["dynamodb"]["SequenceNumber"], None)
+        del mapping.buffer[:count]
+        mapping.attempts = 0
+
+    def _deliver(self, mapping: StreamMapping, records: list[dict[str, Any]]) -> str | None:
+        """Invoke; None on success, else the sequence number to retry from."""
         mapping.invocations += 1
-        headers: dict[str, str] = {}
-        raw = self._dispatcher.invoke(mapping.function, json.dumps({"Records": records}), headers)
+        result = self._invoke(mapping.function, json.dumps({"Records": records}).encode())
         first = str(records[0]["dynamodb"]["SequenceNumber"])
-        if headers.get("x-amz-function-error"):
+        if result.function_error:
             return first
-        answer = json.loads(raw or b"null")
+        answer = json.loads(result.payload or b"null")
         failures = (answer or {}).get("batchItemFailures") if mapping.report_item_failures else None
         if failures:
             identifiers = [str(f.get("itemIdentifier", "")) for f in failures]
@@ -173,7 +195,7 @@ class StreamPump:
         return None
 
     def _on_failure(self, mapping: StreamMapping, records: list[dict[str, Any]]) -> None:
-        if not mapping.on_failure_queue_url:
+        if not mapping.on_failure:
             return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = {
@@ -196,7 +218,7 @@ class StreamPump:
                 "streamArn": mapping.stream_arn,
             },
         }
-        self._sqs.send_message(QueueUrl=mapping.on_failure_queue_url, MessageBody=json.dumps(body))
+        self._send(mapping.function, mapping.on_failure, json.dumps(body))
 
 
 def _as_lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:

@@ -1,15 +1,25 @@
 """Read template.yaml, the single source of truth, for the local stack and the tests.
 
-Only what the local stack needs: the functions (handler, code, timeout, environment merged with Globals),
-the state machines (definition file and substitutions) and the tables. Intrinsic functions are resolved
-against the names the local stack gives each resource (its logical ID).
+The local stack builds what CloudFormation would create: the template **after the Serverless transform**,
+run by AWS's own translator (aws-sam-translator, in .venv-sam: see :mod:`holdline_local.sam_transform`). So
+each function's variables are SAM's merge of ``Globals`` with its own, its role is the one SAM makes from its
+``Policies`` (plus what SAM adds, such as an async destination's ``sqs:SendMessage``), and resources SAM
+generates (EventInvokeConfig, roles, permissions) are there as on AWS. The raw SAM template stays readable
+with :func:`load_template` for tests of the source itself.
+
+Intrinsic functions are resolved against the names the local stack gives each resource (its logical ID).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,10 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+SAM_PYTHON = REPO_ROOT / ".venv-sam" / "bin" / "python"
+CACHE_DIR = REPO_ROOT / ".holdline" / "cache"
+#: Where sam_transform.py puts local code (``CodeUri``/``DefinitionUri``): ``s3://packaged/<path>``.
+PACKAGED_BUCKET = "packaged"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -42,9 +56,46 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The SAM template as written."""
     with path.open() as handle:
         template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     return template
+
+
+class TransformFailed(RuntimeError):
+    pass
+
+
+def transform(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template after the Serverless transform (CloudFormation's view), cached by the template's text."""
+    return json.loads(_transformed_text(path.resolve(), path.read_bytes()))
+
+
+@cache
+def _transformed_text(path: Path, text: bytes) -> str:
+    digest = hashlib.sha256(text + (REPO_ROOT / "holdline_local" / "sam_transform.py").read_bytes()).hexdigest()
+    cached = CACHE_DIR / f"sam-transform-{digest[:24]}.json"
+    if cached.exists():
+        return cached.read_text()
+    if not SAM_PYTHON.exists():
+        raise TransformFailed(
+            f"no {SAM_PYTHON}: run `make install` (aws-sam-cli lives in a virtual environment of its own)"
+        )
+    result = subprocess.run(  # noqa: S603 - our own script, our own interpreter
+        [str(SAM_PYTHON), str(REPO_ROOT / "holdline_local" / "sam_transform.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")},
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise TransformFailed(f"the Serverless transform of {path.name} failed:\n{result.stderr[-3000:]}")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(result.stdout)
+    partial.replace(cached)
+    return result.stdout
 
 
 @dataclass(frozen=True)
@@ -53,8 +104,11 @@ class FunctionSpec:
     handler: str
     code_uri: Path
     timeout: int
-    environment: Mapping[str, Any]  # unresolved: values may be {"Ref": ...}
+    environment: Mapping[str, Any]  # unresolved: values may be {"Ref": ...}; SAM merged Globals in
     event_invoke_config: Mapping[str, Any] = field(default_factory=dict)  # unresolved
+    memory_mb: int = 128
+    role: str | None = None  # logical ID of its AWS::IAM::Role
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +117,7 @@ class StateMachineSpec:
     definition_path: Path
     substitutions: Mapping[str, Any]  # unresolved
     type: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,58 +128,90 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Stack:
-    """The parts of the template the local stack builds."""
+    """The parts of the (transformed) template the local stack builds."""
 
     parameters: Mapping[str, Any]
     functions: Mapping[str, FunctionSpec]
     state_machines: Mapping[str, StateMachineSpec]
     tables: Mapping[str, TableSpec]
     #: Every other resource whose Condition holds, by logical ID: (Type, Properties), unresolved. The local
-    #: stack builds the kinds it knows (queues, buses, rules, event source mappings) and ignores the rest.
+    #: stack builds the kinds it knows (roles, queues, buses, rules, permissions, event source mappings).
     others: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    conditions: Mapping[str, bool] = field(default_factory=dict)
 
     def of_type(self, kind: str) -> dict[str, Mapping[str, Any]]:
         return {logical_id: props for logical_id, (k, props) in self.others.items() if k == kind}
 
 
+def _getatt_target(value: Any) -> str | None:
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _local_path(root: Path, bucket: Any, key: Any) -> Path:
+    if bucket != PACKAGED_BUCKET or not isinstance(key, str):
+        raise UnresolvableValue(f"code at s3://{bucket}/{key} is not in this repository")
+    return root / key
+
+
 def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str] | None = None) -> Stack:
-    template = load_template(path)
+    template = transform(path)
     defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
     conditions = evaluate_conditions(template, {**defaults, **(parameter_overrides or {})})
-    others: dict[str, tuple[str, Mapping[str, Any]]] = {}
     root = path.parent
-    globals_fn = template.get("Globals", {}).get("Function", {})
-    global_env = globals_fn.get("Environment", {}).get("Variables", {})
+    resources = {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if "Condition" not in resource or conditions[resource["Condition"]]
+    }
+    invoke_configs = {
+        str(props["Properties"]["FunctionName"].get("Ref")): props["Properties"]
+        for props in resources.values()
+        if props["Type"] == "AWS::Lambda::EventInvokeConfig" and isinstance(props["Properties"]["FunctionName"], dict)
+    }
     functions: dict[str, FunctionSpec] = {}
     state_machines: dict[str, StateMachineSpec] = {}
     tables: dict[str, TableSpec] = {}
-    for logical_id, resource in template["Resources"].items():
+    others: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for logical_id, resource in resources.items():
         kind = resource["Type"]
         props = resource.get("Properties", {})
-        if "Condition" in resource and not conditions[resource["Condition"]]:
-            continue
-        if kind == "AWS::Serverless::Function":
-            env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
+        if kind == "AWS::Lambda::Function":
+            code = props["Code"]
+            reserved = props.get("ReservedConcurrentExecutions")
             functions[logical_id] = FunctionSpec(
                 logical_id=logical_id,
-                handler=props.get("Handler", globals_fn.get("Handler")),
-                code_uri=root / props.get("CodeUri", globals_fn.get("CodeUri", ".")),
-                timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-                environment=env,
-                event_invoke_config=props.get("EventInvokeConfig", {}),
+                handler=props["Handler"],
+                code_uri=_local_path(root, code.get("S3Bucket"), code.get("S3Key")).resolve(),
+                timeout=int(props.get("Timeout", 3)),
+                environment=props.get("Environment", {}).get("Variables", {}),
+                event_invoke_config=invoke_configs.get(logical_id, {}),
+                memory_mb=int(props.get("MemorySize", 128)),
+                role=_getatt_target(props.get("Role")),
+                reserved_concurrency=None if reserved is None else int(reserved),
             )
-        elif kind == "AWS::Serverless::StateMachine":
+        elif kind == "AWS::StepFunctions::StateMachine":
+            location = props["DefinitionS3Location"]
             state_machines[logical_id] = StateMachineSpec(
                 logical_id=logical_id,
-                definition_path=root / props["DefinitionUri"],
+                definition_path=_local_path(root, location.get("Bucket"), location.get("Key")),
                 substitutions=props.get("DefinitionSubstitutions", {}),
-                type=props.get("Type", "STANDARD"),
+                type=props.get("StateMachineType", "STANDARD"),
+                role=_getatt_target(props.get("RoleArn")),
             )
         elif kind == "AWS::DynamoDB::Table":
             tables[logical_id] = TableSpec(logical_id=logical_id, properties=props)
         else:
             others[logical_id] = (kind, props)
-    return Stack(parameters=defaults, functions=functions, state_machines=state_machines, tables=tables, others=others)
+    return Stack(
+        parameters=defaults,
+        functions=functions,
+        state_machines=state_machines,
+        tables=tables,
+        others=others,
+        conditions=conditions,
+    )
 
 
 def evaluate_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, bool]:
@@ -164,14 +251,32 @@ class UnresolvableValue(ValueError):
     pass
 
 
-def resolve(value: Any, refs: Mapping[str, str], attributes: Mapping[str, str]) -> Any:
-    """Resolve ``Ref``, ``Fn::GetAtt`` and simple ``Fn::Sub`` against local names.
+class _NoValue:
+    """``Ref: AWS::NoValue``: the property (or list item) is removed, as CloudFormation does."""
 
-    ``refs`` maps a logical ID or parameter to what ``Ref`` returns; ``attributes`` maps ``"Id.Attr"``.
-    """
+
+NO_VALUE = _NoValue()
+
+
+def resolve(
+    value: Any, refs: Mapping[str, str], attributes: Mapping[str, str], conditions: Mapping[str, bool] | None = None
+) -> Any:
+    """Resolve ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``, ``Fn::Join``, ``Fn::Select`` and ``AWS::NoValue``
+    against local names. ``refs`` maps a logical ID or parameter to what ``Ref`` returns; ``attributes`` maps
+    ``"Id.Attr"``; ``conditions`` are the template's evaluated Conditions."""
+    result = _resolve(value, refs, attributes, conditions or {})
+    return None if result is NO_VALUE else result
+
+
+def _resolve(value: Any, refs: Mapping[str, str], attributes: Mapping[str, str], conditions: Mapping[str, bool]) -> Any:
+    def again(node: Any) -> Any:
+        return _resolve(node, refs, attributes, conditions)
+
     if isinstance(value, dict) and len(value) == 1:
         ((key, arg),) = value.items()
         if key == "Ref":
+            if arg == "AWS::NoValue":
+                return NO_VALUE
             if arg not in refs:
                 raise UnresolvableValue(f"Ref {arg}")
             return refs[arg]
@@ -180,19 +285,32 @@ def resolve(value: Any, refs: Mapping[str, str], attributes: Mapping[str, str]) 
             if name not in attributes:
                 raise UnresolvableValue(f"GetAtt {name}")
             return attributes[name]
-        if key == "Fn::Sub" and isinstance(arg, str):
-            lookup = {**refs, **attributes}
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], {k: again(v) for k, v in arg[1].items()})
+            lookup = {**refs, **attributes, **variables}
 
             def _sub(match: re.Match[str]) -> str:
                 if match.group(1) not in lookup:
                     raise UnresolvableValue(f"Sub ${{{match.group(1)}}}")
                 return str(lookup[match.group(1)])
 
-            return re.sub(r"\$\{([A-Za-z0-9_.:]+)\}", _sub, arg)
+            return re.sub(r"\$\{([A-Za-z0-9_.:]+)\}", _sub, text)
+        if key == "Fn::If":
+            name, when_true, when_false = arg
+            if name not in conditions:
+                raise UnresolvableValue(f"condition {name}")
+            return again(when_true if conditions[name] else when_false)
+        if key == "Fn::Join":
+            separator, items = arg
+            return separator.join(str(again(item)) for item in again(items))
+        if key == "Fn::Select":
+            index, items = arg
+            return again(items)[int(again(index))]
     if isinstance(value, dict):
-        return {k: resolve(v, refs, attributes) for k, v in value.items()}
+        resolved = {k: again(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
     if isinstance(value, list):
-        return [resolve(v, refs, attributes) for v in value]
+        return [item for item in (again(v) for v in value) if item is not NO_VALUE]
     return value
 
 

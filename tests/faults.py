@@ -16,8 +16,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from holdline_local.moto_adapter import running_function
-
 
 class Crash(BaseException):
     """The Lambda runtime dying mid-invocation (timeout, out of memory): no handler code catches it."""
@@ -94,10 +92,8 @@ class FaultyClients:
         return self.calls.count(f"{service}.{operation}")
 
     def __call__(self, service: str) -> Any:
-        # Calls made by functions the local stack runs in the background (the saga's legs, the stream pump's
-        # notifier, rule deliveries) are none of the test's business: they get the real client, uncounted.
-        if running_function() is not None:
-            return self.real(service)
+        # Only the handler this test runs in its own process sees the faults: the local stack's functions run
+        # in execution environments (processes) of their own.
         return _Proxy(self, service)
 
     def _next_fault(self, service: str, operation: str) -> Fault | None:

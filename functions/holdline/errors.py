@@ -154,9 +154,13 @@ ERRORS_BY_NAME: dict[str, type[HoldlineError]] = {
 }
 
 # Errors the Step Functions runtime names itself (task timeouts, Lambda service faults) as the caller hears them.
+# A leg stopped at its own Lambda Timeout (Sandbox.Timedout) was waiting on the bank: the caller hears what a
+# task timeout sounds like. Lambda.Unknown (an older runtime's timeout, or out of memory) is ours.
+TIMEOUT_ERRORS = frozenset({"States.Timeout", "Sandbox.Timedout"})
 _STATES_ERROR_CODES = {
-    "States.Timeout": ("BANK_UNAVAILABLE", BankTimeout.message),
+    **{name: ("BANK_UNAVAILABLE", BankTimeout.message) for name in TIMEOUT_ERRORS},
     "States.TaskFailed": ("TECHNICAL_ERROR", HoldlineError.message),
+    "Lambda.Unknown": ("TECHNICAL_ERROR", HoldlineError.message),
 }
 
 
@@ -249,4 +253,4 @@ def failure_reason(error_name: str | None) -> tuple[str, bool]:
         cls = ERRORS_BY_NAME[error_name]
         return cls.code, cls.transient
     code, _ = describe_failure(error_name)
-    return code, error_name == "States.Timeout"
+    return code, error_name in TIMEOUT_ERRORS

@@ -52,7 +52,7 @@ def run(stack: LocalStack, memory_mb: dict[str, int]) -> dict[str, Any]:
             raw = answer["Payload"].read()
             return (json.loads(raw) if raw else None), answer.get("FunctionError")
 
-        before_invocations = dict(stack.dispatcher.invocations)
+        before_invocations = dict(stack.invocations())
         AWS_CALLS.clear()
         # Real-time hold prompts: the polls counted are the ones a caller would make for this saga's speed.
         report = SimulatedCall(invoke, event, time_scale=1.0).run()
@@ -66,7 +66,7 @@ def run(stack: LocalStack, memory_mb: dict[str, int]) -> dict[str, Any]:
         calls = dict(AWS_CALLS)
         invocations = {
             name: count - before_invocations.get(name, 0)
-            for name, count in stack.dispatcher.invocations.items()
+            for name, count in stack.invocations().items()
             if count - before_invocations.get(name, 0)
         }
         row = ddb.get_item(TableName="TrackerTable", Key={"trackerId": {"S": report.tracker_id}}, ConsistentRead=True)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from holdline_local import moto_adapter
 from holdline_local.bench.outcomes import SUCCESS
 from holdline_local.simulator import SimulatedCall
 from holdline_local.stack import LocalStack
@@ -71,12 +70,26 @@ def _event(contact_id: str, parameters: dict[str, str], attributes: dict[str, st
     }
 
 
-def _context(stack: LocalStack, function: str) -> moto_adapter.LocalLambdaContext:
-    from pathlib import Path
+class _Context:
+    """The parts of the Lambda context the handlers read, for calls made in this process."""
 
-    return moto_adapter.LocalLambdaContext(
-        moto_adapter.LocalFunction(function, "", Path("functions"), 6, stack.arn(function))
-    )
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    log_stream_name = "bench"
+
+    def __init__(self, stack: LocalStack, function: str) -> None:
+        self.function_name = function
+        self.invoked_function_arn = stack.arn(function)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function}"
+        self._deadline = time.monotonic() + stack.config(function).timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _context(stack: LocalStack, function: str) -> _Context:
+    return _Context(stack, function)
 
 
 def _alternate(

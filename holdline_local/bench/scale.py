@@ -117,7 +117,7 @@ def run(
         with lock:
             windows.append((opened, closed))
 
-    invocations_before = dict(stack.dispatcher.invocations)
+    invocations_before = dict(stack.invocations())
     cpu_before = time.process_time()
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caller")
@@ -154,9 +154,7 @@ def run(
     actual = {name: stack.bank.balance(name) for name in opening}
     problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
 
-    invocations = {
-        name: count - invocations_before.get(name, 0) for name, count in stack.dispatcher.invocations.items()
-    }
+    invocations = {name: count - invocations_before.get(name, 0) for name, count in stack.invocations().items()}
     latency: dict[str, dict[str, float]] = {}
     for function in ("StarterFunction", "StatusFunction", "ResultsFunction"):
         values = [d for r in results for d in r.durations_ms.get(function, [])]

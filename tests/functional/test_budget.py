@@ -154,7 +154,7 @@ def test_clients_have_short_timeouts_and_no_sdk_retries() -> None:
 
 # ---- the handlers on the local stack ----------------------------------------------------------------------
 def test_throttled_start_is_retried_inside_the_invocation(
-    stack: LocalStack, connect_event: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     faults = (
         FaultyClients(aws.client)
@@ -163,7 +163,7 @@ def test_throttled_start_is_retried_inside_the_invocation(
     )
     monkeypatch.setattr(aws, "client", faults)
     began = time.monotonic()
-    answer = starter.handler(connect_event(GOOD), DeadlineContext(6000))
+    answer = call(starter.handler, connect_event(GOOD), DeadlineContext(6000))
     assert answer["status"] == "STARTED", answer
     assert time.monotonic() - began < 5.7
     assert faults.count("dynamodb", "put_item") == 3 and faults.count("stepfunctions", "start_execution") == 3
@@ -172,13 +172,13 @@ def test_throttled_start_is_retried_inside_the_invocation(
 
 
 def test_dynamodb_throttled_past_the_budget_answers_throttled_and_writes_nothing(
-    stack: LocalStack, connect_event: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = connect_event(GOOD)
     faults = FaultyClients(aws.client).always_on("dynamodb", "put_item", THROTTLE)
     monkeypatch.setattr(aws, "client", faults)
     began = time.monotonic()
-    answer = starter.handler(event, DeadlineContext(3000))
+    answer = call(starter.handler, event, DeadlineContext(3000))
     elapsed = time.monotonic() - began
     assert answer == THROTTLED
     assert elapsed < 3.0 - ANSWER_RESERVE_SECONDS + 0.1  # answered before the Lambda's time ran out
@@ -189,45 +189,45 @@ def test_dynamodb_throttled_past_the_budget_answers_throttled_and_writes_nothing
 
 
 def test_step_functions_throttled_past_the_budget_then_the_flow_retry_converges(
-    stack: LocalStack, connect_event: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = connect_event(GOOD)
     faults = FaultyClients(aws.client).always_on("stepfunctions", "start_execution", THROTTLE)
     monkeypatch.setattr(aws, "client", faults)
     began = time.monotonic()
-    assert starter.handler(event, DeadlineContext(3000)) == THROTTLED
+    assert call(starter.handler, event, DeadlineContext(3000)) == THROTTLED
     assert time.monotonic() - began < 2.8
     assert faults.count("stepfunctions", "start_execution") >= 2
     monkeypatch.setattr(aws, "client", faults.real)  # the throttling ends; the flow tries again
-    answer = starter.handler(event, DeadlineContext(3000))
+    answer = call(starter.handler, event, DeadlineContext(3000))
     assert answer["status"] == "STARTED"
     assert len(executions(stack, answer["trackerId"])) == 1
     assert wait_for_execution(stack, answer["trackerId"])["status"] == "SUCCEEDED"
 
 
 def test_status_throttled_answers_throttled_within_connect_timeout(
-    stack: LocalStack, connect_event: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Lambda timeout above the flow's block timeout: Connect's limit (here 2 s) bounds the retries."""
-    started = starter.handler(connect_event(GOOD), DeadlineContext(5000))
+    started = call(starter.handler, connect_event(GOOD), DeadlineContext(5000))
     short = Settings(connect_timeout_seconds=2)
     monkeypatch.setattr(config, "get_settings", lambda: short)
     faults = FaultyClients(aws.client).always_on("dynamodb", "get_item", THROTTLE)
     monkeypatch.setattr(aws, "client", faults)
     began = time.monotonic()
-    answer = status.handler(connect_event({"trackerId": started["trackerId"]}), DeadlineContext(60_000))
+    answer = call(status.handler, connect_event({"trackerId": started["trackerId"]}), DeadlineContext(60_000))
     assert answer == THROTTLED
     assert time.monotonic() - began < 2.0
     assert faults.count("dynamodb", "get_item") == 1  # 1.7 s left cannot fit a 2 s attempt: no retry
 
 
 def test_a_slow_dependency_within_budget_still_answers(
-    stack: LocalStack, connect_event: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = starter.handler(connect_event(GOOD), DeadlineContext(5000))
+    started = call(starter.handler, connect_event(GOOD), DeadlineContext(5000))
     monkeypatch.setattr(aws, "client", FaultyClients(aws.client).on("dynamodb", "get_item", slow(0.4)))
     began = time.monotonic()
-    answer = status.handler(connect_event({"trackerId": started["trackerId"]}), DeadlineContext(4000))
+    answer = call(status.handler, connect_event({"trackerId": started["trackerId"]}), DeadlineContext(4000))
     assert answer["status"] in {"RUNNING", "SUCCEEDED"} and time.monotonic() - began >= 0.4
 
 

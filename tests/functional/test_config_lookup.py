@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,29 +18,31 @@ DIALED = "+18005550199"  # events/starter.json's SystemEndpoint
 
 
 @pytest.fixture
-def table(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An empty config table of its own, so tests choose exactly which items exist."""
+def table(stack: LocalStack) -> Iterator[Any]:
+    """The stack's ConfigTable (the only one the function's role may read), emptied so that tests choose
+    exactly which items exist; its seed rows come back afterwards."""
     ddb = stack.client("dynamodb")
-    name = f"ConfigTable-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "configKey", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "configKey", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    monkeypatch.setenv("CONFIG_TABLE_NAME", name)
+    name = "ConfigTable"
+    seeded = ddb.scan(TableName=name)["Items"]
+
+    def clear() -> None:
+        for item in ddb.scan(TableName=name)["Items"]:
+            ddb.delete_item(TableName=name, Key={"configKey": item["configKey"]})
 
     def put(key: str, **values: str) -> None:
         ddb.put_item(TableName=name, Item={"configKey": {"S": key}, **{k: {"S": v} for k, v in values.items()}})
 
+    clear()
     yield put
-    ddb.delete_table(TableName=name)
+    clear()
+    for item in seeded:
+        ddb.put_item(TableName=name, Item=item)
 
 
-def test_dialed_number_item_wins(table: Any, connect_event: Any, lambda_context: Any) -> None:
+def test_dialed_number_item_wins(table: Any, connect_event: Any, call: Any) -> None:
     table("default", lineOfBusiness="Holdline Bank")
     table(DIALED, language="fr-CA", lineOfBusiness="Banque Holdline", holdPrompt="Merci de patienter.")
-    answer = config_lookup.handler(connect_event(), lambda_context)
+    answer = call(config_lookup.handler, connect_event())
     assert answer == {
         "language": "fr-CA",
         "lineOfBusiness": "Banque Holdline",
@@ -52,46 +53,42 @@ def test_dialed_number_item_wins(table: Any, connect_event: Any, lambda_context:
     }
 
 
-def test_unknown_number_falls_back_to_the_default_item(table: Any, connect_event: Any, lambda_context: Any) -> None:
+def test_unknown_number_falls_back_to_the_default_item(table: Any, connect_event: Any, call: Any) -> None:
     table("default", lineOfBusiness="Holdline Bank", greeting="Hello from Holdline.")
     event = connect_event()
     event["Details"]["ContactData"]["SystemEndpoint"]["Address"] = "+18005550100"
-    answer = config_lookup.handler(event, lambda_context)
+    answer = call(config_lookup.handler, event)
     assert (answer["greeting"], answer["configKey"], answer["found"]) == ("Hello from Holdline.", "default", "true")
 
 
-def test_flow_may_pass_the_number_itself(table: Any, connect_event: Any, lambda_context: Any) -> None:
+def test_flow_may_pass_the_number_itself(table: Any, connect_event: Any, call: Any) -> None:
     table("+442071234567", lineOfBusiness="Holdline UK", language="en-GB")
-    answer = config_lookup.handler(connect_event({"dialedNumber": "+442071234567"}), lambda_context)
+    answer = call(config_lookup.handler, connect_event({"dialedNumber": "+442071234567"}))
     assert (answer["language"], answer["lineOfBusiness"]) == ("en-GB", "Holdline UK")
 
 
-def test_no_items_at_all_answers_built_in_defaults(table: Any, connect_event: Any, lambda_context: Any) -> None:
-    answer = config_lookup.handler(connect_event(), lambda_context)
+def test_no_items_at_all_answers_built_in_defaults(table: Any, connect_event: Any, call: Any) -> None:
+    answer = call(config_lookup.handler, connect_event())
     assert answer["found"] == "false" and answer["language"] == "en-US"
     assert answer["greeting"] == "Thank you for calling."
 
 
-def test_unsafe_or_malformed_values_are_dropped_for_defaults(
-    table: Any, connect_event: Any, lambda_context: Any
-) -> None:
+def test_unsafe_or_malformed_values_are_dropped_for_defaults(table: Any, connect_event: Any, call: Any) -> None:
     table(DIALED, language="english", greeting="<speak>Hi & welcome</speak>", holdPrompt="x" * 500)
-    answer = config_lookup.handler(connect_event(), lambda_context)
+    answer = call(config_lookup.handler, connect_event())
     assert answer["found"] == "true"
     assert (answer["language"], answer["greeting"]) == ("en-US", "Thank you for calling.")
     assert answer["holdPrompt"] == "Your transfer is in progress. Please stay on the line."
 
 
-def test_missing_table_answers_an_error_code_not_an_exception(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CONFIG_TABLE_NAME", "NoSuchTable")
-    answer = config_lookup.handler(connect_event(), lambda_context)
+def test_a_table_it_cannot_read_answers_an_error_code_not_an_exception(connect_event: Any, call: Any) -> None:
+    """A misconfigured table name: no such table, and none the function's role may read (AccessDenied)."""
+    answer = call(config_lookup.handler, connect_event(), environment={"CONFIG_TABLE_NAME": "NoSuchTable"})
     assert answer["status"] == "ERROR" and answer["errorCode"] == "DEPENDENCY_ERROR"
 
 
-def test_not_a_connect_event_is_rejected(lambda_context: Any) -> None:
-    assert config_lookup.handler({"hello": "world"}, lambda_context)["errorCode"] == "INVALID_EVENT"
+def test_not_a_connect_event_is_rejected(call: Any) -> None:
+    assert call(config_lookup.handler, {"hello": "world"})["errorCode"] == "INVALID_EVENT"
 
 
 def test_handler_imports_without_the_dev_tooling() -> None:

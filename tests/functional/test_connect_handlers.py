@@ -17,10 +17,8 @@ from tests.helpers import executions, tracker_row, wait_for_execution
 GOOD = {"fromAccount": "CHK-00011111", "toAccount": "SAV-00022222", "amount": "12.50", "currency": "USD"}
 
 
-def test_starter_writes_tracker_and_starts_named_execution(
-    stack: LocalStack, connect_event: Any, lambda_context: Any
-) -> None:
-    answer = starter.handler(connect_event(GOOD), lambda_context)
+def test_starter_writes_tracker_and_starts_named_execution(stack: LocalStack, connect_event: Any, call: Any) -> None:
+    answer = call(starter.handler, connect_event(GOOD))
     assert answer["status"] == "STARTED"
     assert answer["nextPollSeconds"].isdigit()
     tracker_id = answer["trackerId"]
@@ -33,19 +31,19 @@ def test_starter_writes_tracker_and_starts_named_execution(
     assert wait_for_execution(stack, tracker_id)["status"] == "SUCCEEDED"
 
 
-def test_same_contact_twice_is_one_transfer(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+def test_same_contact_twice_is_one_transfer(stack: LocalStack, connect_event: Any, call: Any) -> None:
     event = connect_event(GOOD)
-    first = starter.handler(event, lambda_context)
-    second = starter.handler(event, lambda_context)
+    first = call(starter.handler, event)
+    second = call(starter.handler, event)
     assert first == second
     assert len(executions(stack, first["trackerId"])) == 1
     wait_for_execution(stack, first["trackerId"])
     assert stack.bank is not None and stack.bank.count(first["trackerId"], "debit") == 1
 
 
-def test_same_key_other_amount_is_a_conflict(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    first = starter.handler(connect_event(GOOD, contact_id="conflict-contact"), lambda_context)
-    other = starter.handler(connect_event({**GOOD, "amount": "99.00"}, contact_id="conflict-contact"), lambda_context)
+def test_same_key_other_amount_is_a_conflict(stack: LocalStack, connect_event: Any, call: Any) -> None:
+    first = call(starter.handler, connect_event(GOOD, contact_id="conflict-contact"))
+    other = call(starter.handler, connect_event({**GOOD, "amount": "99.00"}, contact_id="conflict-contact"))
     assert other["status"] == "REJECTED" and other["errorCode"] == "IDEMPOTENCY_CONFLICT"
     assert len(executions(stack, first["trackerId"])) == 1
 
@@ -62,27 +60,27 @@ def test_same_key_other_amount_is_a_conflict(stack: LocalStack, connect_event: A
     ],
 )
 def test_rejected_requests_write_and_start_nothing(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, parameters: dict[str, str], code: str
+    stack: LocalStack, connect_event: Any, call: Any, parameters: dict[str, str], code: str
 ) -> None:
     before = len(executions(stack))
     rows_before = stack.client("dynamodb").scan(TableName="TrackerTable", Select="COUNT")["Count"]
-    answer = starter.handler(connect_event(parameters), lambda_context)
+    answer = call(starter.handler, connect_event(parameters))
     assert answer["status"] == "REJECTED" and answer["errorCode"] == code and answer["retryable"] == "false"
     assert "11111" not in answer["errorMessage"] and "22222" not in answer["errorMessage"]
     assert len(executions(stack)) == before
     assert stack.client("dynamodb").scan(TableName="TrackerTable", Select="COUNT")["Count"] == rows_before
 
 
-def test_status_and_results_follow_the_tracker(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
-    started = starter.handler(connect_event(GOOD), lambda_context)
+def test_status_and_results_follow_the_tracker(stack: LocalStack, connect_event: Any, call: Any) -> None:
+    started = call(starter.handler, connect_event(GOOD))
     poll = connect_event({}, attributes={"trackerId": started["trackerId"]})
-    first = status.handler(poll, lambda_context)
+    first = call(status.handler, poll)
     assert first["status"] in {"RUNNING", "SUCCEEDED"} and first["stepsTotal"] == "3"
     wait_for_execution(stack, started["trackerId"])
-    final = status.handler(poll, lambda_context)
+    final = call(status.handler, poll)
     assert final == {**final, "status": "SUCCEEDED", "keepWaiting": "false", "stepsDone": "3", "step": "DONE"}
     assert set(final) >= {"nextPollSeconds", "elapsedSeconds"}
-    answer = results.handler(poll, lambda_context)
+    answer = call(results.handler, poll)
     assert answer["status"] == "SUCCEEDED" and answer["amount"] == "12.50" and answer["currency"] == "USD"
     assert answer["confirmationNumber"].startswith("HL")
 
@@ -95,12 +93,12 @@ def test_status_and_results_for_unknown_tracker(stack: LocalStack, connect_event
 
 
 def test_status_reads_only_the_tracker(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One GetItem, never DescribeExecution (15/s quota): any other AWS call fails this test."""
     from holdline.dal import aws
 
-    started = starter.handler(connect_event(GOOD), lambda_context)
+    started = call(starter.handler, connect_event(GOOD))
     calls: list[str] = []
     real = aws.client
 
@@ -114,7 +112,7 @@ def test_status_reads_only_the_tracker(
             return getattr(self._client, name)
 
     monkeypatch.setattr(aws, "client", Spy)
-    status.handler(connect_event({"trackerId": started["trackerId"]}), lambda_context)
+    call(status.handler, connect_event({"trackerId": started["trackerId"]}))
     assert calls == ["dynamodb.get_item"]
 
 
@@ -151,21 +149,21 @@ def test_rows_past_their_ttl_are_not_found(stack: LocalStack, connect_event: Any
         assert handler(connect_event({"trackerId": alive}), lambda_context)["status"] == "SUCCEEDED"
 
 
-def test_hold_loop_guard(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+def test_hold_loop_guard(stack: LocalStack, connect_event: Any, call: Any) -> None:
     from holdline.config import get_settings
 
     limit = get_settings().max_hold_seconds
     now = int(time.time())
     too_long = _put_row(stack, createdAt=now - limit - 5)
-    answer = status.handler(connect_event({"trackerId": too_long}), lambda_context)
+    answer = call(status.handler, connect_event({"trackerId": too_long}))
     assert answer["status"] == "RUNNING"
     assert (answer["keepWaiting"], answer.get("holdExceeded"), answer["nextPollSeconds"]) == ("false", "true", "0")
     assert int(answer["elapsedSeconds"]) >= limit
-    under = status.handler(connect_event({"trackerId": _put_row(stack, createdAt=now - limit + 30)}), lambda_context)
+    under = call(status.handler, connect_event({"trackerId": _put_row(stack, createdAt=now - limit + 30)}))
     assert under["keepWaiting"] == "true" and "holdExceeded" not in under
     # A final answer is final however long it took: no callback offer for a finished transfer.
     done = _put_row(stack, status="SUCCEEDED", step="DONE", createdAt=now - limit - 5)
-    final = status.handler(connect_event({"trackerId": done}), lambda_context)
+    final = call(status.handler, connect_event({"trackerId": done}))
     assert final["keepWaiting"] == "false" and "holdExceeded" not in final
 
 
@@ -208,10 +206,10 @@ def test_next_poll_is_capped_for_long_steps() -> None:
     assert next_poll_seconds({"step": "WAITING_FOR_BANK"}, slow, Settings(poll_seconds=3), time.time()) == 9
 
 
-def test_status_answer_carries_the_adaptive_poll(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+def test_status_answer_carries_the_adaptive_poll(stack: LocalStack, connect_event: Any, call: Any) -> None:
     from holdline.config import get_settings
 
     poll = get_settings().poll_seconds
     fresh = _put_row(stack, step="DEBITING", updatedAt=_iso(0))
-    answer = status.handler(connect_event({"trackerId": fresh}), lambda_context)
+    answer = call(status.handler, connect_event({"trackerId": fresh}))
     assert answer["nextPollSeconds"] == str(max(poll, 3)) and answer["keepWaiting"] == "true"

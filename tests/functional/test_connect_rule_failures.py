@@ -57,10 +57,10 @@ def recorded(stack: LocalStack, event_id: str) -> list[dict[str, Any]]:
 
 
 def test_retryable_create_task_is_re_attempted_after_its_delay(
-    stack: LocalStack, connect: ConnectStandIn, lambda_context: Any, metric_names: list[str]
+    stack: LocalStack, connect: ConnectStandIn, call: Any, metric_names: list[str]
 ) -> None:
     event = fresh("connect-rule-create-task-quota.json")
-    outcome = follow_up.rule_failure(event, lambda_context)
+    outcome = call(follow_up.rule_failure, event)
     assert outcome["outcome"] == "RETRY_SCHEDULED"
     assert "ConnectRuleActionFailed" in metric_names
     (row,) = recorded(stack, event["id"])
@@ -80,21 +80,19 @@ def test_retryable_create_task_is_re_attempted_after_its_delay(
     assert "PreviousContactId" not in task.request  # no call to link: a rule, not a contact
 
 
-def test_repeat_delivery_is_handled_once(stack: LocalStack, connect: ConnectStandIn, lambda_context: Any) -> None:
+def test_repeat_delivery_is_handled_once(stack: LocalStack, connect: ConnectStandIn, call: Any) -> None:
     event = fresh("connect-rule-create-task-throttled.json")
-    first = follow_up.rule_failure(event, lambda_context)
-    assert follow_up.rule_failure(event, lambda_context) == {"outcome": "DUPLICATE"}
+    first = call(follow_up.rule_failure, event)
+    assert call(follow_up.rule_failure, event) == {"outcome": "DUPLICATE"}
     wait_for_execution(stack, first["followUpTrackerId"], machine=MACHINE)
     assert connect.count(first["followUpTrackerId"]) == 1
     assert len(recorded(stack, event["id"])) == 1
 
 
-def test_retries_per_rule_are_bounded(stack: LocalStack, connect: ConnectStandIn, lambda_context: Any) -> None:
+def test_retries_per_rule_are_bounded(stack: LocalStack, connect: ConnectStandIn, call: Any) -> None:
     rule_id = str(uuid.uuid4())
     outcomes = [
-        follow_up.rule_failure(fresh("connect-rule-create-task-throttled.json", ruleId=rule_id), lambda_context)[
-            "outcome"
-        ]
+        call(follow_up.rule_failure, fresh("connect-rule-create-task-throttled.json", ruleId=rule_id))["outcome"]
         for _ in range(7)
     ]
     assert outcomes == ["RETRY_SCHEDULED"] * 5 + ["DEAD_LETTERED"] * 2
@@ -116,7 +114,7 @@ def test_retries_per_rule_are_bounded(stack: LocalStack, connect: ConnectStandIn
 def test_what_cannot_be_re_attempted_lands_in_the_dead_letter_queue(
     stack: LocalStack,
     connect: ConnectStandIn,
-    lambda_context: Any,
+    call: Any,
     metric_names: list[str],
     name: str,
     condition: str,
@@ -124,7 +122,7 @@ def test_what_cannot_be_re_attempted_lands_in_the_dead_letter_queue(
 ) -> None:
     event = fresh(name)
     before = len(connect.tasks)
-    assert follow_up.rule_failure(event, lambda_context) == {"outcome": "DEAD_LETTERED", "condition": condition}
+    assert call(follow_up.rule_failure, event) == {"outcome": "DEAD_LETTERED", "condition": condition}
     assert metric_names.count("ConnectRuleActionFailed") == 1
     assert len(connect.tasks) == before
     (message,) = dead_letters(stack)
@@ -137,12 +135,12 @@ def test_what_cannot_be_re_attempted_lands_in_the_dead_letter_queue(
 
 
 def test_the_cli_shows_what_needs_a_person_and_refuses_to_replay_it(
-    stack: LocalStack, connect: ConnectStandIn, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, connect: ConnectStandIn, call: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from holdline_local.cli import main
 
     event = fresh("connect-rule-send-notification.json")
-    follow_up.rule_failure(event, lambda_context)
+    call(follow_up.rule_failure, event)
     capsys.readouterr()
     assert main(["dlq", "--endpoint", stack.endpoint, "show", "FollowUpDeadLetterQueue"]) == 0
     shown = json.loads(capsys.readouterr().out)

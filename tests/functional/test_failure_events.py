@@ -1,30 +1,28 @@
-"""Failures are never silent: on the local stack (moto + our stream pump + our EventBridge Lambda-target
-emulation), every way a tracker becomes FAILED produces exactly one "Holdline Task Failed" event with the
-documented schema; dead letters keep their attributes and replay once.
+"""Failures are never silent: on the local stack, every way a tracker becomes FAILED produces exactly one
+"Holdline Task Failed" event with the documented schema; dead letters keep their attributes and replay once.
 
-What moto does and doesn't: it runs the real ASL, records the tracker's stream, delivers rule -> SQS
-targets. It never emits "Step Functions Execution Status Change" events (the tests put the event AWS would
-send), runs no schedules (the tests call the sweeper) and does not deliver to Lambda targets or DLQs (the
-local stack emulates that: holdline_local/event_targets.py).
+The local stack does what AWS does here: executions put their status change events on the default bus, the
+ExecutionStatusRule delivers them to the reconciler, the tracker's stream reaches the notifier, and each
+function runs in its own environment with its own role. Tests that call a handler in this process do so as
+that function (``stack.as_function``); a lost status event is a disabled rule.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from holdline.config import get_settings
-from holdline.dal import bank_api
-from holdline.dal import events as events_dal
 from holdline.handlers import notifications, starter
 from holdline.logic import reconcile
 from holdline_local.dlq import DeadLetters, local_queue_url
+from holdline_local.sandbox_bank import Fault
 from holdline_local.stack import LocalStack
 from tests.conftest import REPO
 from tests.helpers import tracker_row, wait_for_execution
@@ -51,9 +49,7 @@ class EventCapture:
         self.seen: list[dict[str, Any]] = []
 
     def settle(self) -> None:
-        assert self.stack.event_targets is not None and self.stack.pump is not None
-        self.stack.event_targets.wait()
-        self.stack.pump.drain()
+        self.stack.settle()
 
     def events_for(self, tracker_id: str) -> list[dict[str, Any]]:
         self.settle()
@@ -84,9 +80,9 @@ def assert_schema(event: dict[str, Any]) -> dict[str, Any]:
     return dict(detail)
 
 
-def start(stack: LocalStack, connect_event: Any, lambda_context: Any, **parameters: str) -> str:
+def start(stack: LocalStack, connect_event: Any, call: Any, **parameters: str) -> str:
     params = {"fromAccount": "CHK-00011111", "toAccount": "SAV-00022222", "amount": "10.00", **parameters}
-    answer = starter.handler(connect_event(params), lambda_context)
+    answer = call(starter.handler, connect_event(params))
     assert answer["status"] == "STARTED", answer
     return str(answer["trackerId"])
 
@@ -134,9 +130,9 @@ def status_of(stack: LocalStack, tracker_id: str) -> tuple[str, str | None]:
 
 # ---- the saga's failures --------------------------------------------------------------------------------------
 def test_business_refusal_one_masked_event(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+    stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context, fromAccount="CHK-00000402", amount="250.00")
+    tracker_id = start(stack, connect_event, call, fromAccount="CHK-00000402", amount="250.00")
     wait_for_execution(stack, tracker_id)
     [event] = capture.events_for(tracker_id)
     detail = assert_schema(event)
@@ -154,9 +150,9 @@ def test_business_refusal_one_masked_event(
 
 
 def test_exhausted_retries_one_retryable_event(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+    stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context, fromAccount="CHK-00000503")
+    tracker_id = start(stack, connect_event, call, fromAccount="CHK-00000503")
     wait_for_execution(stack, tracker_id)
     [event] = capture.events_for(tracker_id)
     detail = assert_schema(event)
@@ -187,43 +183,35 @@ def test_refund_pending_is_flagged_for_a_person(stack: LocalStack, capture: Even
 
 
 def test_success_and_other_changes_announce_nothing(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+    stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context)
+    tracker_id = start(stack, connect_event, call)
     assert wait_for_execution(stack, tracker_id)["status"] == "SUCCEEDED"
     assert capture.events_for(tracker_id) == []
 
 
 # ---- the reconciler: killed from outside, timed out ----------------------------------------------------------
 @pytest.fixture
-def held_debit(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """The bank call of a debit waits until released: the execution is caught mid-debit."""
-    release, entered = threading.Event(), threading.Event()
-    original = bank_api.pay
-
-    def pay(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        release.wait(20)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(bank_api, "pay", pay)
-    release.entered = entered  # type: ignore[attr-defined]
-    yield release
-    release.set()
+def held_debit(stack: LocalStack) -> Iterator[Fault]:
+    """The bank holds the next debit until released: the execution is caught mid-debit."""
+    assert stack.bank is not None
+    fault = stack.bank.inject("hold", leg="debit", times=1, seconds=20)
+    yield fault
+    fault.release()
+    stack.bank.clear_faults(fault)
 
 
 def test_aborted_execution_ends_with_a_final_tracker_and_one_event(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any, held_debit: threading.Event
+    stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any, held_debit: Fault
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context)
-    assert held_debit.entered.wait(20)  # type: ignore[attr-defined]
+    """AWS puts an ABORTED status change on the default bus; the reconciler (ExecutionStatusRule's target)
+    finalises the tracker, and the stream's notifier announces it once."""
+    tracker_id = start(stack, connect_event, call)
+    assert held_debit.entered.wait(20)
     arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
     stack.client("stepfunctions").stop_execution(executionArn=arn, error="Operator", cause="stopped by hand")
-    held_debit.set()
+    held_debit.release()
     assert wait_for_execution(stack, tracker_id)["status"] == "ABORTED"
-    assert status_of(stack, tracker_id)[0] == "RUNNING"  # nobody told the tracker...
-
-    stack.client("events").put_events(Entries=[status_change(tracker_id, "ABORTED")])  # ...until this event
     [event] = capture.events_for(tracker_id)
     assert status_of(stack, tracker_id) == ("FAILED", "ExecutionAborted")
     detail = assert_schema(event)
@@ -241,33 +229,65 @@ def test_aborted_execution_ends_with_a_final_tracker_and_one_event(
 
 
 def test_reconciler_never_overrides_the_saga(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any
+    stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context)
+    tracker_id = start(stack, connect_event, call)
     wait_for_execution(stack, tracker_id)
-    assert reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id}) is False
+    with stack.as_function("ReconcilerFunction"):
+        assert reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id}) is False
     assert status_of(stack, tracker_id) == ("SUCCEEDED", None)
     assert capture.events_for(tracker_id) == []
 
 
+@pytest.fixture
+def status_events_lost(stack: LocalStack) -> Iterator[None]:
+    """Status change events are best effort: while this holds, the reconciler's rule delivers none."""
+    events = stack.client("events")
+    events.disable_rule(Name="ExecutionStatusRule")
+    try:
+        yield
+    finally:
+        events.enable_rule(Name="ExecutionStatusRule")
+
+
 # ---- the sweeper: the status event was lost -------------------------------------------------------------------
 def test_lost_status_event_is_swept_idempotently(
-    stack: LocalStack, capture: EventCapture, connect_event: Any, lambda_context: Any, held_debit: threading.Event
+    stack: LocalStack,
+    capture: EventCapture,
+    connect_event: Any,
+    call: Any,
+    held_debit: Fault,
+    status_events_lost: None,
 ) -> None:
-    tracker_id = start(stack, connect_event, lambda_context)
-    assert held_debit.entered.wait(20)  # type: ignore[attr-defined]
+    tracker_id = start(stack, connect_event, call)
+    assert held_debit.entered.wait(20)
     arn = stack.arn("TransferStateMachine").replace(":stateMachine:", ":execution:") + ":" + tracker_id
     stack.client("stepfunctions").stop_execution(executionArn=arn)
-    held_debit.set()
+    held_debit.release()
     wait_for_execution(stack, tracker_id)
-    settings = get_settings()
-    later = time.time() + settings.sweep_after_seconds + 5  # no status event: only time passes
-    # Other tests' leftovers may be due too (oldest first, 50 a run): run until nothing is left over.
-    runs = [reconcile.sweep(settings, now=later, sleep=lambda _: None) for _ in range(10)]
-    assert not runs[-1].truncated and sum(r.reconciled for r in runs) >= 1
-    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionAborted")
-    second = reconcile.sweep(settings, now=later, sleep=lambda _: None)
+    assert status_of(stack, tracker_id)[0] == "RUNNING"  # the event was lost: only the sweeper can tell
+    with stack.as_function("SweeperFunction"):
+        settings = get_settings()
+        later = time.time() + settings.sweep_after_seconds + 5  # no status event: only time passes
+        # Other tests' leftovers may be due too (oldest first, 50 a run): run until nothing is left over.
+        runs = [reconcile.sweep(settings, now=later, sleep=lambda _: None) for _ in range(10)]
+        assert not runs[-1].truncated and sum(r.reconciled for r in runs) >= 1
+        assert status_of(stack, tracker_id) == ("FAILED", "ExecutionAborted")
+        second = reconcile.sweep(settings, now=later, sleep=lambda _: None)
     assert second.reconciled == 0
+    [event] = capture.events_for(tracker_id)
+    assert assert_schema(event)["failureSource"] == "SWEEPER"
+
+
+def test_the_schedule_runs_the_sweeper_on_its_own(stack: LocalStack, capture: EventCapture) -> None:
+    """No test calls it: SweeperSchedule fires (rate(5 minutes), on the time scale) and the sweeper finds a row
+    whose execution never started, as it would on AWS."""
+    tracker_id = running_row(stack, 2_000_000, step="STARTED")  # long past any sweep window
+    deadline = time.monotonic() + 5 * 60 * stack.time_scale * 3 + 10
+    while status_of(stack, tracker_id)[0] == "RUNNING":
+        assert time.monotonic() < deadline, "the scheduled sweeper never ran"
+        time.sleep(0.2)
+    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionNotStarted")
     [event] = capture.events_for(tracker_id)
     assert assert_schema(event)["failureSource"] == "SWEEPER"
 
@@ -275,20 +295,27 @@ def test_lost_status_event_is_swept_idempotently(
 def test_sweeper_is_bounded_and_paced(stack: LocalStack, capture: EventCapture) -> None:
     # Rows far in the past (no execution was ever started for them), so only this test's rows are due.
     base = 1_000_000
-    ids = [running_row(stack, base + i, step="STARTED") for i in range(7)]
-    settings = get_settings().model_copy(update={"sweep_max_items": 3, "sweep_describe_per_second": 4})
-    now = base + settings.sweep_after_seconds + 10
-    pauses: list[float] = []
-    report = reconcile.sweep(settings, now=now, sleep=pauses.append)
-    assert (report.examined, report.reconciled, report.truncated) == (3, 3, True)
-    assert pauses == [0.25, 0.25]  # between DescribeExecution calls, never before the first
-    assert [status_of(stack, t)[0] for t in ids] == ["FAILED"] * 3 + ["RUNNING"] * 4  # oldest first
-    reports = [reconcile.sweep(settings, now=now, sleep=lambda _: None) for _ in range(3)]
-    assert [r.reconciled for r in reports] == [3, 1, 0]
-    assert {status_of(stack, t) for t in ids} == {("FAILED", "ExecutionNotStarted")}
+    assert stack.scheduler is not None
+    with stack.scheduler.paused():  # this test is the only sweeper: the schedule's own runs would take rows
+        ids = [running_row(stack, base + i, step="STARTED") for i in range(7)]
+        _paced_sweeps(stack, ids, base)
     for tracker_id in ids:
         [event] = capture.events_for(tracker_id)
         assert assert_schema(event)["reasonCode"] == "EXECUTION_NOT_STARTED"
+
+
+def _paced_sweeps(stack: LocalStack, ids: list[str], base: int) -> None:
+    with stack.as_function("SweeperFunction"):
+        settings = get_settings().model_copy(update={"sweep_max_items": 3, "sweep_describe_per_second": 4})
+        now = base + settings.sweep_after_seconds + 10
+        pauses: list[float] = []
+        report = reconcile.sweep(settings, now=now, sleep=pauses.append)
+        assert (report.examined, report.reconciled, report.truncated) == (3, 3, True)
+        assert pauses == [0.25, 0.25]  # between DescribeExecution calls, never before the first
+        assert [status_of(stack, t)[0] for t in ids] == ["FAILED"] * 3 + ["RUNNING"] * 4  # oldest first
+        reports = [reconcile.sweep(settings, now=now, sleep=lambda _: None) for _ in range(3)]
+    assert [r.reconciled for r in reports] == [3, 1, 0]
+    assert {status_of(stack, t) for t in ids} == {("FAILED", "ExecutionNotStarted")}
 
 
 # ---- dead letters ------------------------------------------------------------------------------------------------
@@ -300,12 +327,14 @@ def test_throttled_target_lands_in_its_dlq_with_attributes_and_redrives_once(
     stack: LocalStack, capture: EventCapture
 ) -> None:
     tracker_id = running_row(stack, int(time.time()), step="CREDITING")
-    stack.dispatcher.throttle["ReconcilerFunction"] = 1000  # Lambda refuses every invoke: EventBridge retries
+    assert stack.runtime is not None
+    # Lambda refuses every hand-off of the event (429): EventBridge retries, then dead-letters it.
+    stack.runtime.refuse("ReconcilerFunction", "TooManyRequestsException", times=1000)
     try:
         stack.client("events").put_events(Entries=[status_change(tracker_id, "TIMED_OUT")])
         capture.settle()
     finally:
-        stack.dispatcher.throttle.pop("ReconcilerFunction")
+        stack.runtime.clear_refusals("ReconcilerFunction")
     assert status_of(stack, tracker_id)[0] == "RUNNING"
     letters = dead_letters(stack)
     [message] = [m for m in letters.show("ReconcilerTargetDLQ") if m["body"]["detail"]["name"] == tracker_id]
@@ -327,21 +356,28 @@ def test_throttled_target_lands_in_its_dlq_with_attributes_and_redrives_once(
     assert assert_schema(event)["reasonCode"] == "EXECUTION_TIMED_OUT"
 
 
-def test_notifier_failures_go_to_its_dlq_and_redrive_from_the_stream(
-    stack: LocalStack, capture: EventCapture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refused(*args: Any, **kwargs: Any) -> str:
-        raise events_dal.EventNotPublished("InternalFailure: simulated")
+@contextmanager
+def _deny_put_events(stack: LocalStack) -> Iterator[None]:
+    """An explicit Deny on the notifier's role: its PutEvents fails (AccessDenied) until removed."""
+    iam = stack.client("iam")
+    role = stack.role_arn("FailureNotifierFunction").rsplit("/", 1)[-1]
+    deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "events:PutEvents", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=role, PolicyName="TestDenyPutEvents", PolicyDocument=json.dumps(deny))
+    try:
+        yield
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="TestDenyPutEvents")
 
-    monkeypatch.setattr(events_dal, "put_failure_event", refused)
+
+def test_notifier_failures_go_to_its_dlq_and_redrive_from_the_stream(stack: LocalStack, capture: EventCapture) -> None:
     tracker_id = running_row(stack, int(time.time()))
     capture.settle()
-    calls_before = stack.dispatcher.invocations.get("FailureNotifierFunction", 0)
-    reconcile.reconcile_execution({"status": "FAILED", "name": tracker_id, "error": "States.Runtime"})
-    assert capture.events_for(tracker_id) == []
-    # 1 + MaximumRetryAttempts (10) deliveries, then the OnFailure destination.
-    assert stack.dispatcher.invocations["FailureNotifierFunction"] - calls_before == 11
-    monkeypatch.undo()
+    calls_before = stack.invocations().get("FailureNotifierFunction", 0)
+    with _deny_put_events(stack), stack.as_function("ReconcilerFunction"):
+        reconcile.reconcile_execution({"status": "FAILED", "name": tracker_id, "error": "States.Runtime"})
+        assert capture.events_for(tracker_id) == []
+        # 1 + MaximumRetryAttempts (10) deliveries, then the OnFailure destination.
+        assert stack.invocations()["FailureNotifierFunction"] - calls_before == 11
 
     letters = dead_letters(stack)
     shown = letters.show("FailureNotifierDLQ")
@@ -357,7 +393,8 @@ def test_notifier_failures_go_to_its_dlq_and_redrive_from_the_stream(
 
 def test_notifier_retried_with_the_same_record_announces_once(stack: LocalStack, capture: EventCapture) -> None:
     tracker_id = running_row(stack, int(time.time()), step="STARTED")
-    reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id})
+    with stack.as_function("ReconcilerFunction"):
+        reconcile.reconcile_execution({"status": "TIMED_OUT", "name": tracker_id})
     [first] = capture.events_for(tracker_id)
     record = {
         "eventName": "MODIFY",
@@ -369,7 +406,8 @@ def test_notifier_retried_with_the_same_record_announces_once(stack: LocalStack,
         },
     }
     # The ESM retrying a batch the function already handled (e.g. it timed out after PutEvents and the write).
-    answer = notifications.notifier({"Records": [record]}, _Context())
+    with stack.as_function("FailureNotifierFunction"):
+        answer = notifications.notifier({"Records": [record]}, _Context())
     assert answer == {"batchItemFailures": []}
     assert capture.events_for(tracker_id) == [first]
 
@@ -388,7 +426,7 @@ class _Context:
 def test_cli_lists_and_shows_against_the_local_endpoint(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     from holdline_local.cli import main
 
-    assert main(["dlq", "--endpoint", stack.endpoint, "list"]) == 0
+    assert main(["dlq", "--endpoint", stack.endpoint, "--json", "list"]) == 0
     listed = {row["queue"]: row for row in json.loads(capsys.readouterr().out)}
     assert set(listed) == {
         "AsyncInvokeDLQ",

@@ -54,9 +54,11 @@ def _concurrently(count: int, call: Any) -> list[Any]:
         return list(pool.map(run, range(count)))
 
 
-def test_fifty_concurrent_retries_are_one_transfer(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+def test_fifty_concurrent_retries_are_one_transfer(stack: LocalStack, connect_event: Any) -> None:
+    """Through the Lambda API: concurrent invocations land in several execution environments, as Connect's
+    retries of one block do."""
     event = connect_event({**GOOD, "requestId": "transfer-1"})
-    answers = _concurrently(50, lambda _: starter.handler(event, lambda_context))
+    answers = _concurrently(50, lambda _: stack.invoke("StarterFunction", event))
     tracker_id = answers[0]["trackerId"]
     assert all(answer == answers[0] for answer in answers), {str(a) for a in answers}
     assert answers[0]["status"] == "STARTED"
@@ -64,12 +66,10 @@ def test_fifty_concurrent_retries_are_one_transfer(stack: LocalStack, connect_ev
     _assert_one_transfer(stack, tracker_id)
 
 
-def test_concurrent_conflicting_payloads_one_wins_the_rest_conflict(
-    stack: LocalStack, connect_event: Any, lambda_context: Any
-) -> None:
+def test_concurrent_conflicting_payloads_one_wins_the_rest_conflict(stack: LocalStack, connect_event: Any) -> None:
     contact = connect_event(GOOD)["Details"]["ContactData"]["ContactId"]
     events = [connect_event({**GOOD, "amount": amount}, contact_id=contact) for amount in ("10.00", "20.00")]
-    answers = _concurrently(30, lambda i: (i % 2, starter.handler(events[i % 2], lambda_context)))
+    answers = _concurrently(30, lambda i: (i % 2, stack.invoke("StarterFunction", events[i % 2])))
     started = {kind for kind, answer in answers if answer["status"] == "STARTED"}
     assert len(started) == 1, answers  # one payload won the row; every answer for it is STARTED
     winner = started.pop()
@@ -91,47 +91,45 @@ def test_concurrent_conflicting_payloads_one_wins_the_rest_conflict(
 
 @pytest.mark.parametrize("change", [{"amount": "12.51"}, {"toAccount": "SAV-00033333"}, {"fromAccount": "CHK-9999"}])
 def test_same_key_other_payload_is_refused_and_changes_nothing(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, change: dict[str, str]
+    stack: LocalStack, connect_event: Any, call: Any, change: dict[str, str]
 ) -> None:
     first = connect_event({**GOOD, "requestId": "r-1"})
     contact = first["Details"]["ContactData"]["ContactId"]
-    started = starter.handler(first, lambda_context)
+    started = call(starter.handler, first)
     tracker_id = started["trackerId"]
     before = tracker_row(stack, tracker_id)
     spy = FaultyClients(aws.client)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(aws, "client", spy)
-        again = starter.handler(
-            connect_event({**GOOD, "requestId": "r-1", **change}, contact_id=contact), lambda_context
-        )
+        again = call(starter.handler, connect_event({**GOOD, "requestId": "r-1", **change}, contact_id=contact))
     assert again["status"] == "REJECTED" and again["errorCode"] == "IDEMPOTENCY_CONFLICT"
     assert "trackerId" not in again  # nothing replayed: the flow learns nothing about the first request
     assert spy.calls == ["dynamodb.put_item"]  # refused on the conditional write's answer: no start
     after = tracker_row(stack, tracker_id)
     assert after is not None and before is not None and after["request"] == before["request"]
     # The original request is untouched and still completes once.
-    assert starter.handler(first, lambda_context) == started
+    assert call(starter.handler, first) == started
     _assert_one_transfer(stack, tracker_id)
 
 
-def test_equivalent_payloads_are_the_same_request(stack: LocalStack, connect_event: Any, lambda_context: Any) -> None:
+def test_equivalent_payloads_are_the_same_request(stack: LocalStack, connect_event: Any, call: Any) -> None:
     """ "12.5" and "12.50", an explicit default currency: the same money, so a retry, not a conflict."""
     first = connect_event({**GOOD, "currency": ""})
     contact = first["Details"]["ContactData"]["ContactId"]
-    answer = starter.handler(first, lambda_context)
-    again = starter.handler(connect_event({**GOOD, "amount": "12.5"}, contact_id=contact), lambda_context)
+    answer = call(starter.handler, first)
+    again = call(starter.handler, connect_event({**GOOD, "amount": "12.5"}, contact_id=contact))
     assert again == answer and answer["status"] == "STARTED"
     _assert_one_transfer(stack, answer["trackerId"])
 
 
 def test_crash_after_row_before_start_converges_on_retry(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = connect_event(GOOD)
     faults = FaultyClients(aws.client).on("stepfunctions", "start_execution", crash_before)
     monkeypatch.setattr(aws, "client", faults)
     with pytest.raises(Crash):
-        starter.handler(event, lambda_context)
+        call(starter.handler, event)
     tracker_id = tracker_id_for(
         "transfer", event["Details"]["ContactData"]["ContactId"], event["Details"]["ContactData"]["ContactId"]
     )
@@ -139,53 +137,53 @@ def test_crash_after_row_before_start_converges_on_retry(
     assert row is not None and row["step"]["S"] == "STARTED"  # the gap: a row, no execution
     assert executions(stack, tracker_id) == []
     # While the gap is open the flow, if it polls, hears "still starting", never NOT_FOUND or a failure.
-    poll = status.handler(connect_event({"trackerId": tracker_id}), lambda_context)
+    poll = call(status.handler, connect_event({"trackerId": tracker_id}))
     assert poll["status"] == "RUNNING" and poll["keepWaiting"] == "true" and poll["step"] == "STARTED"
 
-    answer = starter.handler(event, lambda_context)  # Connect's retry
+    answer = call(starter.handler, event)  # Connect's retry
     assert answer["status"] == "STARTED" and answer["trackerId"] == tracker_id
     assert faults.count("stepfunctions", "start_execution") == 2
     _assert_one_transfer(stack, tracker_id)
 
 
 def test_crash_after_start_before_answer_converges_on_retry(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """StartExecution landed, the answer was lost. The retry's start is a no-op (same name, same input)."""
     event = connect_event(GOOD)
     monkeypatch.setattr(aws, "client", FaultyClients(aws.client).on("stepfunctions", "start_execution", crash_after))
     with pytest.raises(Crash):
-        starter.handler(event, lambda_context)
-    answer = starter.handler(event, lambda_context)
+        call(starter.handler, event)
+    answer = call(starter.handler, event)
     assert answer["status"] == "STARTED"
     _assert_one_transfer(stack, answer["trackerId"])
 
 
 def test_retry_after_the_execution_closed_replays_without_paying_twice(
-    stack: LocalStack, connect_event: Any, lambda_context: Any
+    stack: LocalStack, connect_event: Any, call: Any
 ) -> None:
     """Connect's last retry can arrive after the transfer finished (ExecutionAlreadyExists): same answer."""
     event = connect_event(GOOD)
-    first = starter.handler(event, lambda_context)
+    first = call(starter.handler, event)
     wait_for_execution(stack, first["trackerId"])
-    assert starter.handler(event, lambda_context) == first
+    assert call(starter.handler, event) == first
     _assert_one_transfer(stack, first["trackerId"])
 
 
 def test_crash_after_row_write_before_its_answer_converges_on_retry(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = connect_event(GOOD)
     monkeypatch.setattr(aws, "client", FaultyClients(aws.client).on("dynamodb", "put_item", crash_after))
     with pytest.raises(Crash):
-        starter.handler(event, lambda_context)
-    answer = starter.handler(event, lambda_context)
+        call(starter.handler, event)
+    answer = call(starter.handler, event)
     assert answer["status"] == "STARTED"
     _assert_one_transfer(stack, answer["trackerId"])
 
 
 def test_lost_answers_are_retried_within_one_invocation(
-    stack: LocalStack, connect_event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both calls land but their answers time out: the in-budget retry meets its own row (the failed
     condition hands it back) and its own execution, and the caller hears STARTED the first time."""
@@ -195,7 +193,7 @@ def test_lost_answers_are_retried_within_one_invocation(
         .on("stepfunctions", "start_execution", lost_answer)
     )
     monkeypatch.setattr(aws, "client", faults)
-    answer = starter.handler(connect_event(GOOD), lambda_context)
+    answer = call(starter.handler, connect_event(GOOD))
     assert answer["status"] == "STARTED"
     assert faults.count("dynamodb", "put_item") == 2 and faults.count("stepfunctions", "start_execution") == 2
     assert faults.count("dynamodb", "get_item") == 0  # the conditional write's failure carried the row

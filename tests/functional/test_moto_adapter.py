@@ -1,10 +1,10 @@
-"""The moto adapter against the pinned moto: handlers really run, errors carry their class name, time is
-scaled, and a moto upgrade that moves these hooks fails here first."""
+"""The moto adapter against the pinned moto: functions run in the local runtime, errors carry their class
+name, time is scaled, moto's known faults are corrected, and a moto upgrade that moves these hooks fails here
+first."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import tomllib
 from pathlib import Path
@@ -15,6 +15,7 @@ import pytest
 
 from holdline_local import moto_adapter
 from holdline_local.stack import LocalStack
+from tests.probes import Deploy, invoke_role, one_task, run_state_machine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,100 +42,109 @@ def test_unknown_function_is_not_found(stack: LocalStack) -> None:
         stack.client("lambda").invoke(FunctionName="NoSuchFunction", Payload=b"{}")
 
 
+def _debit_task(stack: LocalStack, **extra: Any) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": stack.arn("DebitFunction"), "Payload": {"trackerId": "transfer-none"}},
+        **extra,
+    }
+
+
 def test_wait_state_and_retry_intervals_are_scaled(stack: LocalStack) -> None:
     """A 30 s Wait and a retry with 20 s intervals finish in well under a second at time scale 0.01."""
-    sfn = stack.client("stepfunctions")
     definition = {
         "StartAt": "Wait",
         "States": {
             "Wait": {"Type": "Wait", "Seconds": 30, "Next": "Fail"},
-            "Fail": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": stack.arn("DebitFunction"), "Payload": {"trackerId": "transfer-none"}},
-                "Retry": [{"ErrorEquals": ["TrackerNotFound"], "IntervalSeconds": 20, "MaxAttempts": 2}],
-                "End": True,
-            },
+            "Fail": _debit_task(
+                stack, Retry=[{"ErrorEquals": ["TrackerNotFound"], "IntervalSeconds": 20, "MaxAttempts": 2}], End=True
+            ),
         },
     }
-    arn = sfn.create_state_machine(
-        name="AdapterTimeScale", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
-    )["stateMachineArn"]
-    before = stack.dispatcher.invocations.get("DebitFunction", 0)
+    before = stack.invocations().get("DebitFunction", 0)
     started = time.monotonic()
-    execution = sfn.start_execution(stateMachineArn=arn, name="scaled")["executionArn"]
-    while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
-        assert time.monotonic() - started < 20, "time scale not applied"
-        time.sleep(0.02)
-    described = sfn.describe_execution(executionArn=execution)
+    described = run_state_machine(stack, definition, stack.role_arn("TransferStateMachineRole"), timeout=20)
     assert described["status"] == "FAILED" and described["error"] == "TrackerNotFound"
-    # Counted in this execution's history: executions other tests started may still be calling DebitFunction.
-    events = sfn.get_execution_history(executionArn=execution)["events"]
+    events = stack.client("stepfunctions").get_execution_history(executionArn=described["executionArn"])["events"]
     assert sum(e["type"] == "TaskScheduled" for e in events) == 3  # first try + 2 retries
-    assert stack.dispatcher.invocations["DebitFunction"] - before >= 3
+    assert stack.invocations()["DebitFunction"] - before >= 3
     assert time.monotonic() - started < 20
 
 
-def test_task_timeouts_scale_separately_and_the_task_keeps_running(stack: LocalStack) -> None:
-    """A task with TimeoutSeconds 10 times out after ~1 s at task timeout scale 0.1, with States.Timeout;
-    the handler it called goes on (a task timeout does not stop the Lambda) and its work still lands."""
-    sfn = stack.client("stepfunctions")
-    definition = {
-        "StartAt": "Slow",
-        "States": {
-            "Slow": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": stack.arn("DebitFunction"), "Payload": {"trackerId": "transfer-none"}},
-                "TimeoutSeconds": 10,
-                "End": True,
-            },
-        },
-    }
-    arn = sfn.create_state_machine(
-        name="AdapterTaskTimeout", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
-    )["stateMachineArn"]
-    handler_done = threading.Event()
-    original = stack.dispatcher._handler_for
-
-    def slow_handler(function: moto_adapter.LocalFunction) -> Any:
-        real = original(function)
-
-        def run(event: Any, context: Any) -> Any:
-            time.sleep(2.0)
-            try:
-                return real(event, context)
-            finally:
-                handler_done.set()
-
-        return run
-
-    with pytest.raises(ValueError):
-        moto_adapter.set_task_timeout_scale(0)
-    previous = moto_adapter.set_task_timeout_scale(0.1)
-    stack.dispatcher._handler_for = slow_handler  # type: ignore[method-assign]
+def test_task_timeouts_scale_with_function_timeouts_and_the_function_keeps_running(
+    stack: LocalStack, deploy: Deploy
+) -> None:
+    """TimeoutSeconds 4 under a function Timeout of 10, at timeout scale 0.25: the task gives up after ~1 s
+    with States.Timeout; the function it called goes on (a task timeout does not stop the Lambda) and ends
+    normally, within its own (scaled) 2.5 s."""
+    name = deploy(timeout=10)
+    definition = one_task(name, {"sleep": 1.8}, TimeoutSeconds=4)
+    previous = moto_adapter.set_timeout_scale(0.25)
     try:
         started = time.monotonic()
-        execution = sfn.start_execution(stateMachineArn=arn, name="task-timeout")["executionArn"]
-        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
-            assert time.monotonic() - started < 8
-            time.sleep(0.02)
+        described = run_state_machine(stack, definition, invoke_role(stack, name))
         elapsed = time.monotonic() - started
-        described = sfn.describe_execution(executionArn=execution)
-        assert described["status"] == "FAILED" and described["error"] == "States.Timeout"
-        assert 0.9 < elapsed < 2.0, elapsed  # 10 s x 0.1, and before the handler's 2 s were up
-        assert not handler_done.is_set()
-        assert handler_done.wait(5), "the handler was stopped by the task timeout"
     finally:
-        stack.dispatcher._handler_for = original  # type: ignore[method-assign]
-        moto_adapter.set_task_timeout_scale(previous)
-    assert moto_adapter.task_timeout_scale() == previous
+        moto_adapter.set_timeout_scale(previous)
+    assert described["status"] == "FAILED" and described["error"] == "States.Timeout"
+    assert 0.9 < elapsed < 1.8, elapsed
+    assert stack.runtime is not None
+    deadline = time.monotonic() + 5
+    while stack.runtime.stats[name].invocations < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report = [line.text for line in stack.runtime.logs(name) if line.text.startswith("REPORT")]
+    assert report and "Status" not in report[-1]  # the function finished on its own
+    assert moto_adapter.timeout_scale() == previous
 
 
-def test_shared_environment_conflicts_are_refused() -> None:
-    assert moto_adapter.environment_union({"A": {"X": "1"}, "B": {"X": "1", "Y": "2"}}) == {"X": "1", "Y": "2"}
-    with pytest.raises(ValueError, match="set X differently"):
-        moto_adapter.environment_union({"A": {"X": "1"}, "B": {"X": "2"}})
+def test_a_parallel_branch_failing_with_a_states_error_is_caught_by_the_parallel(
+    stack: LocalStack, deploy: Deploy
+) -> None:
+    """moto rebuilds a branch's error as a custom error name, which refuses ``States.*``: without the adapter's
+    fix a task timeout inside a Parallel kills the execution instead of reaching the Parallel's Catch."""
+    name = deploy(timeout=10)
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Slow",
+                        "States": {
+                            "Slow": {
+                                "Type": "Task",
+                                "Resource": "arn:aws:states:::lambda:invoke",
+                                "Parameters": {"FunctionName": name, "Payload": {"sleep": 3}},
+                                "TimeoutSeconds": 1,
+                                "End": True,
+                            }
+                        },
+                    }
+                ],
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.failure", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    described = run_state_machine(stack, definition, invoke_role(stack, name))
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["failure"]["Error"] == "States.Timeout"
+
+
+def test_a_definition_is_parsed_once_and_clients_are_reused(stack: LocalStack) -> None:
+    definition = {"StartAt": "Fail", "States": {"Fail": _debit_task(stack, End=True)}}
+    role = stack.role_arn("TransferStateMachineRole")
+    run_state_machine(stack, definition, role)
+    parsed_before = moto_adapter._parsed.cache_info()
+    clients_before = len(moto_adapter._installed["boto_client_factory"]._clients)
+    for _ in range(3):
+        run_state_machine(stack, definition, role)
+    parsed_after = moto_adapter._parsed.cache_info()
+    assert parsed_after.hits - parsed_before.hits == 3 and parsed_after.misses == parsed_before.misses
+    assert len(moto_adapter._installed["boto_client_factory"]._clients) == clients_before
 
 
 def test_names_follow_logical_ids(stack: LocalStack) -> None:

@@ -6,8 +6,6 @@ The transform runs in .venv-sam (aws-sam-cli's own aws-sam-translator; `make ins
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from holdline_local.flows import function_placeholders
+from holdline_local.template import TransformFailed, transform
 
 REPO = Path(__file__).resolve().parents[2]
 SAM_PYTHON = REPO / ".venv-sam" / "bin" / "python"
@@ -44,19 +43,10 @@ ALLOWED_MANAGED = {
 
 @cache
 def transformed() -> dict[str, Any]:
-    if not SAM_PYTHON.exists():
-        pytest.fail("no .venv-sam: run `make install` (aws-sam-cli lives in a virtual environment of its own)")
-    result = subprocess.run(
-        [str(SAM_PYTHON), str(Path(__file__).parent / "sam_transform.py"), str(REPO / "template.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    template: dict[str, Any] = json.loads(result.stdout)
-    return template
+    try:
+        return transform()
+    except TransformFailed as failure:
+        pytest.fail(str(failure))
 
 
 def resources(kind: str) -> dict[str, dict[str, Any]]:

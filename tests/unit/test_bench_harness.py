@@ -90,7 +90,7 @@ def test_transitions_count_states_and_retries() -> None:
 def test_cost_model_counts_a_real_execution(stack: LocalStack, connect_event: Any) -> None:
     """From a real run of today's ASL, whatever it is: every state entered is counted, the tracker updates
     are the DynamoDB tasks, and the priced total adds up."""
-    before = dict(stack.dispatcher.invocations)
+    before = dict(stack.invocations())
     event = connect_event(SUCCESS.parameters(), contact_id=str(uuid.uuid4()))
     report = SimulatedCall(_lambda_invoker(stack.client("lambda")), event, time_scale=0.01).run()
     assert report.outcome == "SUCCEEDED"
@@ -101,7 +101,7 @@ def test_cost_model_counts_a_real_execution(stack: LocalStack, connect_event: An
     tracker = costmodel.dynamodb_task_transitions(events)
     assert 0 < tracker < transitions
     durations = costmodel.task_durations_ms(events)
-    legs = {name for name, count in stack.dispatcher.invocations.items() if count > before.get(name, 0)}
+    legs = {name for name, count in stack.invocations().items() if count > before.get(name, 0)}
     assert set(durations) <= legs and "DebitFunction" in durations
     cost = costmodel.TransferCost(
         "success",

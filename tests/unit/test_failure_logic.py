@@ -72,7 +72,7 @@ def test_stream_mapping_honours_the_template_filter() -> None:
     from holdline_local.template import load_template
 
     props = load_template()["Resources"]["FailureNotifierStream"]["Properties"]
-    mapping = StreamMapping.from_properties("M", {**props, "EventSourceArn": "s", "FunctionName": "f"}, {})
+    mapping = StreamMapping.from_properties("M", {**props, "EventSourceArn": "s", "FunctionName": "f"})
 
     def record(old: str, new: str, name: str = "MODIFY") -> dict[str, Any]:
         return {"eventName": name, "dynamodb": {"OldImage": {"status": {"S": old}}, "NewImage": {"status": {"S": new}}}}

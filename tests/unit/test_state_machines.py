@@ -13,10 +13,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEFINITIONS = sorted((REPO / "statemachines").glob("*.asl.json"))
 TRANSIENT_LAMBDA_ERRORS = {
+    # Lambda's transient service errors ("Handle Lambda service exceptions", Step Functions developer guide).
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
+    # A function stopped at its own Timeout: Sandbox.Timedout on current runtimes, Lambda.Unknown on older ones.
+    # No Retry matches these unless it names them, and every task here calls an idempotent function.
+    "Sandbox.Timedout",
+    "Lambda.Unknown",
 }
 BUSINESS_ERRORS = {"InsufficientFunds", "AccountNotFound", "AccountFrozen"}
 

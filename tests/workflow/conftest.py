@@ -11,16 +11,19 @@ from holdline_local import moto_adapter
 from holdline_local.sandbox_bank import SandboxBank
 from holdline_local.stack import LocalStack
 
-# TimeoutSeconds 10 becomes 1 s of wall-clock time: far above a leg's real run time (tens of ms), so healthy
-# tasks never time out, and a bank that answers 1.5 s late really does outlive its task.
-TASK_TIMEOUT_SCALE = 0.1
+# Timeouts at a quarter: a leg's Lambda Timeout (8 s) becomes 2 s and its task's TimeoutSeconds (10 s) 2.5 s,
+# in AWS's order. Far above a leg's real run time (tens of ms, a cold start under a second), so healthy legs
+# never time out, and a bank that answers 2.3 s late really does outlive the function waiting for it.
+TIMEOUT_SCALE = 0.25
+#: A bank delay past a leg's (scaled) Lambda Timeout, short of the bank client's own 5 s timeout.
+PAST_THE_FUNCTION_TIMEOUT = 8 * TIMEOUT_SCALE + 0.3
 
 
 @pytest.fixture(autouse=True)
-def fast_task_timeouts(stack: LocalStack) -> Iterator[None]:
-    previous = moto_adapter.set_task_timeout_scale(TASK_TIMEOUT_SCALE)
+def scaled_timeouts(stack: LocalStack) -> Iterator[None]:
+    previous = moto_adapter.set_timeout_scale(TIMEOUT_SCALE)
     yield
-    moto_adapter.set_task_timeout_scale(previous)
+    moto_adapter.set_timeout_scale(previous)
 
 
 @pytest.fixture

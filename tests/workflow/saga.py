@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from holdline.handlers import results, starter
 from holdline_local.sandbox_bank import SandboxBank
 from holdline_local.stack import LocalStack
-from tests.conftest import FakeLambdaContext, load_event
+from tests.conftest import load_event
 from tests.helpers import history, tracker_row, wait_for_execution
 
 FINAL = {"SUCCEEDED", "FAILED"}
@@ -49,6 +48,16 @@ class Transfer:
     def entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e]
 
+    def task_errors(self) -> list[str]:
+        """Why each failed task attempt failed, in order (a task's own timeout or the function's error)."""
+        errors = []
+        for event in self.history:
+            if event["type"] == "TaskFailed":
+                errors.append(str(event["taskFailedEventDetails"]["error"]))
+            elif event["type"] == "TaskTimedOut":
+                errors.append(str(event["taskTimedOutEventDetails"]["error"]))
+        return errors
+
     def attempts(self, function: str) -> int:
         """How many times the saga invoked a Lambda (each retry is one more)."""
         return sum(
@@ -58,16 +67,22 @@ class Transfer:
         )
 
 
+def warm(stack: LocalStack, function: str) -> None:
+    """One invocation that fails at once (no such tracker): the function has a warm environment, so the next
+    attempt's Init does not count against its task's TimeoutSeconds (it would on AWS too)."""
+    stack.client("lambda").invoke(FunctionName=function, Payload=b'{"trackerId": "transfer-warm-up"}')
+
+
 def start(stack: LocalStack, source: str, destination: str, amount: str = "10.00") -> str:
     params = {"fromAccount": source, "toAccount": destination, "amount": amount, "currency": "USD"}
-    answer = starter.handler(event(params), FakeLambdaContext())
+    answer = stack.invoke("StarterFunction", event(params))
     assert answer["status"] == "STARTED", answer
     return str(answer["trackerId"])
 
 
 def finish(stack: LocalStack, tracker_id: str, timeout: float = 90) -> Transfer:
     execution = wait_for_execution(stack, tracker_id, timeout=timeout)
-    outcome = results.handler(event({"trackerId": tracker_id}), FakeLambdaContext())
+    outcome = stack.invoke("ResultsFunction", event({"trackerId": tracker_id}))
     row = tracker_row(stack, tracker_id)
     assert row is not None
     return Transfer(tracker_id, execution, outcome, row, history(stack, tracker_id))

@@ -17,6 +17,7 @@ import pytest
 
 from holdline_local.sandbox_bank import FaultKind, SandboxBank
 from holdline_local.stack import LocalStack
+from tests.workflow.conftest import PAST_THE_FUNCTION_TIMEOUT
 from tests.workflow.saga import Transfer, assert_invariants, finish, new_account, start
 
 # Which account a leg's requests carry: the fault targets it (lookups carry the payment's account).
@@ -35,8 +36,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "429-twice": {"kind": FaultKind.THROTTLE, "times": 2},
     "reset-once": {"kind": FaultKind.CONNECTION_RESET, "times": 1},
     "reset-always": {"kind": FaultKind.CONNECTION_RESET},
-    "latency-past-task-timeout": {"kind": FaultKind.LATENCY, "times": 1, "seconds": 1.3},
-    "timeout-after-commit": {"kind": FaultKind.TIMEOUT_AFTER_COMMIT, "times": 1, "seconds": 1.3},
+    "latency-past-function-timeout": {"kind": FaultKind.LATENCY, "times": 1, "seconds": PAST_THE_FUNCTION_TIMEOUT},
+    "timeout-after-commit": {"kind": FaultKind.TIMEOUT_AFTER_COMMIT, "times": 1, "seconds": PAST_THE_FUNCTION_TIMEOUT},
     "slow-settlement": {"kind": FaultKind.SLOW_SETTLEMENT, "checks": 3},
     "half-the-requests-fail": {"kind": FaultKind.ERROR_5XX, "rate": 0.5},
 }

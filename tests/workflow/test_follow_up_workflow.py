@@ -43,23 +43,23 @@ def attempts(stack: LocalStack, tracker_id: str) -> int:
     )
 
 
-def start_from_flow(connect_event: Any, lambda_context: Any, contact_id: str = "", **parameters: str) -> str:
+def start_from_flow(connect_event: Any, call: Any, contact_id: str = "", **parameters: str) -> str:
     event = connect_event({"operation": "followUp", **parameters}, contact_id=contact_id)
-    answer = starter.handler(event, lambda_context)
+    answer = call(starter.handler, event)
     assert answer["status"] == "STARTED", answer
     return str(answer["trackerId"])
 
 
 def test_callback_from_a_flow_creates_one_task(
-    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any, call: Any
 ) -> None:
     contact_id = str(uuid.uuid4())
-    tracker_id = start_from_flow(connect_event, lambda_context, contact_id=contact_id, reason="CALLBACK_REQUESTED")
+    tracker_id = start_from_flow(connect_event, call, contact_id=contact_id, reason="CALLBACK_REQUESTED")
     assert tracker_id.startswith("followUp-")
     assert wait_for_execution(stack, tracker_id, machine=MACHINE)["status"] == "SUCCEEDED"
     poll = connect_event({"trackerId": tracker_id})
-    assert status.handler(poll, lambda_context)["stepsTotal"] == "1"
-    answer = results.handler(poll, lambda_context)
+    assert call(status.handler, poll)["stepsTotal"] == "1"
+    answer = call(results.handler, poll)
     assert answer["status"] == "SUCCEEDED"
     (task,) = [t for t in connect.tasks if t.client_token == tracker_id]
     assert answer["taskContactId"] == task.contact_id
@@ -69,10 +69,10 @@ def test_callback_from_a_flow_creates_one_task(
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "ServiceQuotaExceededException", "ResourceNotReadyException"])
 def test_transient_connect_errors_are_retried_and_create_one_task(
-    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any, code: str
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, call: Any, code: str
 ) -> None:
     connect.fail_next(code, times=2)
-    tracker_id = start_from_flow(connect_event, lambda_context)
+    tracker_id = start_from_flow(connect_event, call)
     assert wait_for_execution(stack, tracker_id, machine=MACHINE)["status"] == "SUCCEEDED"
     assert attempts(stack, tracker_id) == 3
     assert connect.count(tracker_id) == 1
@@ -85,15 +85,21 @@ def test_transient_connect_errors_are_retried_and_create_one_task(
     [("ResourceNotFoundException", "ConnectResourceNotFound"), ("AccessDeniedException", "ConnectAccessDenied")],
 )
 def test_permanent_errors_fail_at_once_into_the_dead_letter_queue(
-    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any, code: str, error: str
+    stack: LocalStack,
+    connect: ConnectStandIn,
+    connect_event: Any,
+    lambda_context: Any,
+    code: str,
+    error: str,
+    call: Any,
 ) -> None:
     dead_letters(stack)
     connect.fail_next(code)
-    tracker_id = start_from_flow(connect_event, lambda_context)
+    tracker_id = start_from_flow(connect_event, call)
     wait_for_execution(stack, tracker_id, machine=MACHINE)
     assert attempts(stack, tracker_id) == 1
     assert connect.count(tracker_id) == 0
-    answer = results.handler(connect_event({"trackerId": tracker_id}), lambda_context)
+    answer = call(results.handler, connect_event({"trackerId": tracker_id}))
     assert answer["status"] == "FAILED" and answer["errorCode"] == "TASK_NOT_CREATED"
     (message,) = dead_letters(stack)
     attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
@@ -103,12 +109,10 @@ def test_permanent_errors_fail_at_once_into_the_dead_letter_queue(
     assert json.loads(message["Body"])["trackerId"] == tracker_id
 
 
-def test_retries_are_bounded(
-    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
-) -> None:
+def test_retries_are_bounded(stack: LocalStack, connect: ConnectStandIn, connect_event: Any, call: Any) -> None:
     dead_letters(stack)
     connect.fail_next("ThrottlingException", times=50)
-    tracker_id = start_from_flow(connect_event, lambda_context)
+    tracker_id = start_from_flow(connect_event, call)
     wait_for_execution(stack, tracker_id, machine=MACHINE)
     assert attempts(stack, tracker_id) == 6  # the first try and MaxAttempts 5
     (message,) = dead_letters(stack)
@@ -117,10 +121,10 @@ def test_retries_are_bounded(
 
 
 def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
-    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, lambda_context: Any
+    stack: LocalStack, connect: ConnectStandIn, connect_event: Any, call: Any
 ) -> None:
-    transfer = starter.handler(
-        connect_event({"fromAccount": "CHK-00011111", "toAccount": "CHK-00000404", "amount": "3.00"}), lambda_context
+    transfer = call(
+        starter.handler, connect_event({"fromAccount": "CHK-00011111", "toAccount": "CHK-00000404", "amount": "3.00"})
     )
     wait_for_execution(stack, transfer["trackerId"])
     row = tracker_row(stack, transfer["trackerId"])
@@ -131,8 +135,8 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
         "contactId": row["contactId"]["S"],
         "instanceArn": row["instanceArn"]["S"],
     }
-    first = follow_up.transfer_failed({"detail": detail}, lambda_context)
-    again = follow_up.transfer_failed({"detail": detail}, lambda_context)  # a repeated event: the same follow-up
+    first = call(follow_up.transfer_failed, {"detail": detail})
+    again = call(follow_up.transfer_failed, {"detail": detail})  # a repeated event: the same follow-up
     assert first == again
     wait_for_execution(stack, first["followUpTrackerId"], machine=MACHINE)
     (task,) = [t for t in connect.tasks if t.client_token == first["followUpTrackerId"]]

@@ -8,10 +8,12 @@ from decimal import Decimal
 
 import pytest
 
+from holdline_local import moto_adapter
 from holdline_local.sandbox_bank import FaultKind, SandboxBank
 from holdline_local.stack import LocalStack
 from tests.helpers import history_text
-from tests.workflow.saga import Transfer, assert_invariants, money, new_account, run
+from tests.workflow.conftest import PAST_THE_FUNCTION_TIMEOUT
+from tests.workflow.saga import Transfer, assert_invariants, money, new_account, run, warm
 
 HAPPY = [
     "RecordValidating",
@@ -186,33 +188,46 @@ def test_bank_down_on_debit_exhausts_retries_and_refunds_nothing(stack: LocalSta
     assert bank.count(result.tracker_id) == 0
 
 
-def test_debit_answered_after_its_task_timed_out_lands_once(stack: LocalStack, bank: SandboxBank) -> None:
-    """The bank commits the debit and answers 1.5 s later; the task (TimeoutSeconds 10 x 0.1) gives up after
-    1 s with States.Timeout; the retry looks the debit up by its key and carries on: one debit."""
+def test_debit_answered_after_its_function_timed_out_lands_once(stack: LocalStack, bank: SandboxBank) -> None:
+    """The bank commits the debit and answers after the Debit function's Timeout (8 s, scaled): Lambda stops the
+    function and the task fails with Sandbox.Timedout, as on AWS; the Retry that names it looks the debit up by
+    its key and carries on: one debit."""
     source, destination = accounts(bank)
-    fault = bank.inject(FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", account=source, times=1, seconds=1.5)
+    fault = bank.inject(
+        FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT
+    )
+    warm(stack, "DebitFunction")
     result = transfer(stack, bank, source, destination)
     assert result.status == "SUCCEEDED" and fault.hits == 1
     assert result.attempts("DebitFunction") == 2
-    assert sum(e["type"] == "TaskTimedOut" for e in result.history) == 1  # States.Timeout, then the Retry
+    assert result.task_errors() == ["Sandbox.Timedout"]  # the function's Timeout, before the task's (10 s, scaled)
     assert money(bank, result.tracker_id) == (1, 1, 0)
 
 
 def test_debit_that_lands_after_the_saga_gave_up_moves_nothing(stack: LocalStack, bank: SandboxBank) -> None:
-    """Every debit attempt reaches a bank that stalls 7 s before handling it (longer than the five 1 s attempts
-    together); all five tasks time out, the refund finds no debit and burns its key, so the late debits are
-    refused: no money moves, ever. (With a shorter stall the first debit lands before the last retry, whose
-    look-up finds it: the transfer then succeeds, also with one debit.)"""
+    """The bank holds every debit attempt until the saga has given up: each Debit function is stopped at its
+    Timeout (Sandbox.Timedout), five times, the refund finds no debit and burns its key. Then the bank lets the
+    held debits through, late, as a real one would: each is refused, so no money moves, ever."""
     source, destination = accounts(bank)
-    bank.inject(FaultKind.LATENCY, leg="debit", account=source, seconds=7.0)
-    result = transfer(stack, bank, source, destination)
+    held = bank.inject(FaultKind.HOLD, leg="debit", account=source, seconds=60)
+    warm(stack, "DebitFunction")
+    previous = moto_adapter.set_timeout_scale(0.1)  # 0.8 s per attempt: five attempts in a few seconds
+    try:
+        result = transfer(stack, bank, source, destination)
+    finally:
+        moto_adapter.set_timeout_scale(previous)
+        held.release()
     assert result.outcome.get("errorCode") == "BANK_UNAVAILABLE", result.outcome
     assert result.outcome["refunded"] == "false"
     assert result.attempts("DebitFunction") == 5
+    # Each attempt's function is stopped at its Timeout; a retry after a kill starts cold, and a slow Init can
+    # let the task's own TimeoutSeconds fire first (as on AWS): both are retried, neither moves money.
+    errors = result.task_errors()
+    assert errors[0] == "Sandbox.Timedout" and set(errors) <= {"Sandbox.Timedout", "States.Timeout"}, errors
     deadline = time.monotonic() + 10
-    while bank.requests_seen("debit", reference=result.tracker_id) < 5 and time.monotonic() < deadline:
+    while held.hits < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(7.5)  # the last stalled debit is handled 7 s after it arrived
+    time.sleep(0.5)  # the released debits reach the bank's ledger logic
     assert money(bank, result.tracker_id) == (0, 0, 0)
     assert bank.balance(source) == Decimal("1000.00")
 

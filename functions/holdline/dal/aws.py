@@ -81,7 +81,7 @@ def new_client(service: str, **overrides: Any) -> Any:
 
 class _Clients:
     """One client per service per container. boto3's default session is not thread-safe while it creates
-    clients (the local stack runs the saga's legs in threads); once created, a client is."""
+    clients (a handler may call from threads); once created, a client is."""
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
@@ -99,6 +99,8 @@ class _Clients:
 
 
 client = _Clients()
+#: The container's client cache itself, whatever a test put in ``client``'s place.
+clients = client
 
 
 @contextmanager
