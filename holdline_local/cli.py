@@ -36,22 +36,45 @@ def _fresh_contact(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
+    from holdline_local.iam import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
     from holdline_local.stack import LocalStack
 
-    stack = LocalStack(port=args.port, bank_port=args.bank_port, time_scale=args.time_scale, log_level=args.log_level)
+    stack = LocalStack(
+        port=args.port,
+        bank_port=args.bank_port,
+        time_scale=args.time_scale,
+        timeout_scale=args.timeout_scale,
+        log_level=args.log_level,
+        enforce_iam=not args.no_iam,
+        account_concurrency=args.account_concurrency,
+        max_environments=args.max_environments,
+        cloudwatch_logs=True,
+    )
     stack.start()
     assert stack.bank is not None
+    iam_note = "IAM off: every call allowed (kinder than AWS)" if args.no_iam else "IAM enforced per role"
     print(f"Holdline local stack (moto {_moto_version()}) built from template.yaml")
-    print(f"  AWS endpoint : {stack.endpoint}   (region us-east-1, any credentials)")
+    print(f"  AWS endpoint : {stack.endpoint}   (region us-east-1; {iam_note})")
     print(f"  sandbox bank : {stack.bank.url}")
-    print(f"  time scale   : {args.time_scale} (Wait states and retry intervals)")
-    print("  functions    : " + ", ".join(sorted(k for k in stack.names if k.endswith("Function"))))
+    print(f"  time scale   : {args.time_scale} (Wait states, retry intervals, schedules)")
+    print(f"  timeouts     : x{args.timeout_scale} (functions' Timeout and tasks' TimeoutSeconds)")
+    print(
+        f"  functions    : {len(stack.stack.functions) if stack.stack else 0}, each in execution environments "
+        f"of its own (at most {args.max_environments} each; account concurrency {args.account_concurrency})"
+    )
+    print("Point the AWS CLI or an SDK at it with the local administrator's key:")
+    print(
+        f"  export AWS_ACCESS_KEY_ID={ADMIN_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={ADMIN_SECRET_ACCESS_KEY} "
+        "AWS_DEFAULT_REGION=us-east-1"
+    )
     print("Try:")
     print(
-        f"  aws --endpoint-url {stack.endpoint} --region us-east-1 lambda invoke "
+        f"  aws --endpoint-url {stack.endpoint} lambda invoke "
         "--function-name StarterFunction --payload fileb://events/starter.json /dev/stdout"
     )
+    print(f"  aws --endpoint-url {stack.endpoint} logs tail /aws/lambda/StarterFunction --follow")
     print(f"  holdline simulate --endpoint {stack.endpoint}")
+    print(f"  holdline dlq --endpoint {stack.endpoint} list")
     print("Ctrl-C stops it.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -232,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--bank-port", type=int, default=0, help="sandbox bank port (default: a free one)")
     up.add_argument("--time-scale", type=float, default=1.0, help="multiplies Wait states and retry intervals")
     up.add_argument("--log-level", default="INFO", help="the functions' log level (POWERTOOLS_LOG_LEVEL)")
+    up.add_argument(
+        "--timeout-scale", type=float, default=1.0, help="multiplies functions' Timeout and tasks' TimeoutSeconds"
+    )
+    up.add_argument("--account-concurrency", type=int, default=1000, help="Lambda's account concurrency limit")
+    up.add_argument("--max-environments", type=int, default=8, help="execution environments per function at most")
+    up.add_argument(
+        "--no-iam", action="store_true", help="allow every call (kinder than AWS: for debugging a policy only)"
+    )
     up.set_defaults(func=cmd_local_up)
 
     simulate = commands.add_parser("simulate", help="play one simulated Connect call end to end")

@@ -82,6 +82,8 @@ class LocalStack:
     #: Function Timeouts and task TimeoutSeconds, scaled together (1.0: as deployed).
     timeout_scale: float = 1.0
     schedules: bool = True
+    #: Write what the functions print to CloudWatch Logs (/aws/lambda/<function>), for `aws logs tail`.
+    cloudwatch_logs: bool = False
     endpoint: str = ""
     bank: SandboxBank | None = None
     connect: ConnectStandIn | None = None
@@ -98,6 +100,7 @@ class LocalStack:
     _environments: dict[str, dict[str, str]] = field(default_factory=dict)
     _roles: dict[str, str] = field(default_factory=dict)  # function -> role ARN
     _credentials: iam.RoleCredentials | None = None
+    _log_shipper: Any = None
     _server: Any = None
     _session: Any = field(default_factory=boto3.session.Session)
     _clients: dict[tuple[str, str | None, int], Any] = field(default_factory=dict)
@@ -154,13 +157,19 @@ class LocalStack:
             iam.install_authorization()
         if self.schedules and self.scheduler is not None:
             self.scheduler.start()
+        if self.cloudwatch_logs:
+            from holdline_local.runtime.cloudwatch import LogShipper
+
+            self._log_shipper = LogShipper(ACCOUNT_ID, REGION)
+            self.runtime.log_sink = self._log_shipper
+            self._log_shipper.start()
         return self
 
     def stop(self) -> None:
-        for stoppable in (self.scheduler, self.pump, self.async_invoker):
+        for stoppable in (self.scheduler, self.pump, self.async_invoker, self._log_shipper):
             if stoppable is not None:
                 stoppable.stop()
-        self.scheduler = self.pump = None
+        self.scheduler = self.pump = self._log_shipper = None
         if self.runtime is not None:
             self.runtime.stop()
         iam.uninstall_authorization()
@@ -412,7 +421,7 @@ class LocalStack:
             if ":dynamodb:" in str(resolved(raw["EventSourceArn"]))
         ]
         if mappings:
-            self.pump = StreamPump(self.client("dynamodbstreams"), self._invoke_sync, self._send_as_function, mappings)
+            self.pump = StreamPump(self._streams_client, self._invoke_sync, self._send_as_function, mappings)
             self.pump.start()
 
     def _function(self, name: str) -> Any:
@@ -422,6 +431,12 @@ class LocalStack:
         """What the runtime runs for a function now (moto's record of it)."""
         assert self.bridge is not None
         return self.bridge.config_for(self._function(function))
+
+    def _streams_client(self, function: str) -> Any:
+        """A stream mapping reads with its function's role."""
+        if not self.enforce_iam:
+            return self.client("dynamodbstreams")
+        return self.client("dynamodbstreams", role_arn=self._roles.get(function) or self.config(function).role_arn)
 
     def _invoke_sync(self, function: str, payload: bytes) -> InvokeResult:
         assert self.runtime is not None

@@ -77,8 +77,15 @@ class StreamPump:
     """Polls every mapping in a background thread; :meth:`drain` runs it to quiescence for tests."""
 
     def __init__(
-        self, streams: Any, invoke: Invoke, send: SendToDestination, mappings: Sequence[StreamMapping]
+        self,
+        streams: Callable[[str], Any],
+        invoke: Invoke,
+        send: SendToDestination,
+        mappings: Sequence[StreamMapping],
     ) -> None:
+        # The mapping reads the stream with its function's execution role ("Lambda needs permission to read
+        # the stream", https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html#events-dynamodb-permissions):
+        # ``streams(function)`` is a dynamodbstreams client with that role's credentials.
         self._streams = streams
         self._invoke = invoke
         self._send = send
@@ -128,17 +135,18 @@ class StreamPump:
         """Read forward until the buffer holds a batch (or the stream has nothing more)."""
         if len(mapping.buffer) >= mapping.batch_size:
             return
+        streams = self._streams(mapping.function)
         if not mapping.iterators:
-            shards = self._streams.describe_stream(StreamArn=mapping.stream_arn)["StreamDescription"]["Shards"]
+            shards = streams.describe_stream(StreamArn=mapping.stream_arn)["StreamDescription"]["Shards"]
             for shard in shards:
-                mapping.iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
+                mapping.iterators[shard["ShardId"]] = streams.get_shard_iterator(
                     StreamArn=mapping.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
                 )["ShardIterator"]
         for shard_id, iterator in list(mapping.iterators.items()):
             want = mapping.batch_size - len(mapping.buffer)
             if want <= 0:
                 return
-            answer = self._streams.get_records(ShardIterator=iterator, Limit=want)
+            answer = streams.get_records(ShardIterator=iterator, Limit=want)
             mapping.iterators[shard_id] = answer["NextShardIterator"]
             for record in answer["Records"]:
                 mapping.shard_of[record["dynamodb"]["SequenceNumber"]] = shard_id

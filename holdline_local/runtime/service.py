@@ -173,6 +173,8 @@ class LambdaRuntime:
         self._refusals: dict[str, list[InvokeRefused]] = {}
         self._retired_cpu = 0.0
         self._stopped = False
+        #: Also hand every log line to this (CloudWatch Logs for ``holdline local up``).
+        self.log_sink: Callable[[LogLine], None] | None = None
 
     # ---- invoking ------------------------------------------------------------------------------------------
     def invoke(
@@ -378,6 +380,8 @@ class LambdaRuntime:
             self._logs.setdefault(function, deque(maxlen=50_000)).append(line)
         if request_id in self._request_lines:
             self._request_lines[request_id].append(text)
+        if self.log_sink is not None:
+            self.log_sink(line)
 
     def logs(self, function: str) -> list[LogLine]:
         """The function's log (what CloudWatch Logs would hold): platform lines and everything it printed."""

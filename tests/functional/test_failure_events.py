@@ -436,5 +436,10 @@ def test_cli_lists_and_shows_against_the_local_endpoint(stack: LocalStack, capsy
         "FollowUpTargetDLQ",
         "FollowUpDeadLetterQueue",
     }
+    assert main(["dlq", "--endpoint", stack.endpoint, "list"]) == 0  # for a person: a table
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["QUEUE", "KIND", "SOURCE", "MESSAGES", "IN", "FLIGHT"]
+    assert {line.split()[0] for line in table[1:-1]} == set(listed)
+    assert table[-1].endswith("waiting") or "holdline dlq show" in table[-1]
     assert main(["dlq", "--endpoint", stack.endpoint, "show", "NotADLQ"]) == 2
     assert main(["dlq", "list"]) == 2  # neither a local endpoint nor a stack: refused, nothing touched

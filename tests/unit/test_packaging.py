@@ -48,3 +48,18 @@ def test_handlers_import_without_the_dev_tooling() -> None:
         [sys.executable, "-c", code], cwd=REPO / "functions", capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_local_runtime_has_the_functions_pins_and_the_runtimes_sdk() -> None:
+    """.venv-lambda is what a function's execution environment has: the same pins as the package, and the
+    boto3 the project pins (the one the python3.11 runtime provides)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = _requirement_names(pyproject["project"]["dependencies"])
+    runtime_dir = REPO / "holdline_local" / "runtime"
+    runtime = _requirement_names((runtime_dir / "requirements.txt").read_text().splitlines())
+    constraints = _requirement_names((runtime_dir / "constraints.txt").read_text().splitlines())
+    assert runtime["boto3"] == project["boto3"]
+    for name, version in {**project, **runtime}.items():
+        if name in constraints:
+            assert constraints[name] == version, name
+    assert "moto" not in constraints and "holdline" not in constraints
