@@ -120,7 +120,7 @@ def _loop(key: str, value: Any, parameters: Mapping[str, Any]) -> tuple[str, lis
         if not str(output_key).startswith(FOREACH_PREFIX) and not re.search(
             r"[$&]\{" + re.escape(identifier) + r"\}", str(output_key)
         ):
-            raise InvalidForEach(f"{key}: the output key {output_key} must contain ${{{identifier}}} or &{{{identifier}}}")
+            raise InvalidForEach(f"{key}: the output key {output_key} must contain the identifier {identifier}")
     if isinstance(collection, dict) and set(collection) == {"Ref"}:
         raw = parameters.get(collection["Ref"])
         if raw is None:

@@ -120,6 +120,7 @@ class FunctionSpec:
     memory_mb: int = 128
     role: str | None = None  # logical ID of its AWS::IAM::Role
     reserved_concurrency: int | None = None
+    tracing: str = "PassThrough"  # TracingConfig.Mode
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
                 memory_mb=int(props.get("MemorySize", 128)),
                 role=_getatt_target(props.get("Role")),
                 reserved_concurrency=None if reserved is None else int(reserved),
+                tracing=str(props.get("TracingConfig", {}).get("Mode", "PassThrough")),
             )
         elif kind == "AWS::StepFunctions::StateMachine":
             location = props["DefinitionS3Location"]

@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 SERVICE = "holdline"
+#: What the Tracer patches: the AWS SDK only. By default it patches every library the X-Ray SDK knows, including
+#: ``http.client``, whose subsegments record each request's full URL ("Tracing calls to downstream HTTP web
+#: services", https://docs.aws.amazon.com/xray/latest/devguide/xray-sdk-python-httpclients.html; Powertools
+#: Tracer ``patch_modules``, https://docs.powertools.aws.dev/lambda/python/latest/core/tracer/): the bank's API
+#: names the account in its paths (``/v1/accounts/<number>``), so an account number would sit in X-Ray. The
+#: AWS SDK's subsegments record the operation and, for DynamoDB, the table (the X-Ray SDK's parameter
+#: whitelist), never a key or an item. A bank call shows in its leg's handler subsegment, account-free.
+TRACED_MODULES = ("boto3", "botocore")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="Holdline", service=SERVICE)
@@ -28,7 +36,7 @@ def __getattr__(name: str) -> Any:
     if name == "tracer":
         from aws_lambda_powertools import Tracer
 
-        globals()["tracer"] = made = Tracer(service=SERVICE)
+        globals()["tracer"] = made = Tracer(service=SERVICE, patch_modules=TRACED_MODULES)
         return made
     raise AttributeError(name)
 

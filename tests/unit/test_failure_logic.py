@@ -10,7 +10,8 @@ import pytest
 from botocore.stub import Stubber
 
 from holdline.errors import ERRORS_BY_NAME, failure_reason
-from holdline.logic.reconcile import failure_detail, tracker_id_of
+from holdline.logic.failure_events import failure_detail
+from holdline.logic.reconcile import tracker_id_of
 from holdline_local.dlq import DeadLetterQueue, DeadLetters, normalized_attributes
 from holdline_local.stream_pump import StreamMapping
 from tests.conftest import REPO

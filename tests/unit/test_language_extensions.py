@@ -3,11 +3,14 @@ checked against the documented rules and against SAM CLI's own expansion of temp
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any
 
 import pytest
 
 from holdline_local.language_extensions import InvalidForEach, expand
+from holdline_local.template import REPO_ROOT, SAM_PYTHON, TEMPLATE_PATH, load_template
 
 TRANSFORMS = ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
 
@@ -60,7 +63,7 @@ def test_loops_nest_and_ampersand_keeps_only_alphanumerics() -> None:
                         "Fn::ForEach::Metrics": [
                             "Metric",
                             ["ExecutionsFailed", "ExecutionsTimedOut"],
-                            {"&{Machine}${Metric}": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"M": "${Machine}"}}},
+                            {"&{Machine}${Metric}": {"Type": "Alarm", "Properties": {"M": "${Machine}"}}},
                         ]
                     },
                 ]
@@ -112,3 +115,36 @@ def test_a_loop_without_the_transform_is_refused_and_a_plain_template_is_unchang
         expand({"Transform": "AWS::Serverless-2016-10-31", "Resources": loop})
     plain = {"Transform": "AWS::Serverless-2016-10-31", "Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}
     assert expand(plain) == plain
+
+
+def test_template_yaml_expands_to_the_resources_sam_cli_expands_it_to() -> None:
+    """SAM CLI's own AWS::LanguageExtensions processing (what `sam build` runs with language_extensions on) makes
+    the same resources of the same types; ours keeps every other intrinsic function as written (SAM CLI's
+    resolves parameters to their defaults, which is not what CloudFormation deploys)."""
+    if not SAM_PYTHON.exists():
+        pytest.fail(f"no {SAM_PYTHON}: run `make install`")
+    script = (
+        "import json, sys\n"
+        "from samtranslator.yaml_helper import yaml_parse\n"
+        "from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions\n"
+        "template = yaml_parse(open(sys.argv[1]).read())\n"
+        "result = expand_language_extensions(template, enabled=True)\n"
+        "print(json.dumps({k: v['Type'] for k, v in result.expanded_template['Resources'].items()}))\n"
+    )
+    answer = subprocess.run(
+        [str(SAM_PYTHON), "-c", script, str(TEMPLATE_PATH)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    theirs = json.loads(answer.stdout)
+    ours = load_template()["Resources"]
+    assert {k: v["Type"] for k, v in ours.items()} == theirs
+    raw = load_template(expanded=False)
+    assert any(key.startswith("Fn::ForEach::") for key in raw["Resources"])  # the template does use loops
+    assert ours["SweeperLogGroup"]["Properties"] == {
+        "LogGroupName": {"Fn::Sub": "/aws/lambda/${SweeperFunction}"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
+    }
