@@ -143,3 +143,13 @@ def test_dead_letter_queues_are_discovered_with_their_kind() -> None:
         "FollowUpTargetDLQ": ("eventbridge-target", "ConnectRuleFailureFunctionRuleActionFailed"),
         "FollowUpDeadLetterQueue": ("needs-a-person", "FollowUpDeadLetterQueue"),
     }
+
+
+def test_every_workflows_executions_are_watched_and_only_our_instances_rule_failures() -> None:
+    resources = transform()["Resources"]
+    machines = [{"Ref": k} for k, v in resources.items() if v["Type"] == "AWS::StepFunctions::StateMachine"]
+    status = resources["ReconcilerFunctionExecutionStatus"]["Properties"]["EventPattern"]
+    assert sorted(map(json.dumps, status["detail"]["stateMachineArn"])) == sorted(map(json.dumps, machines))
+    # The default bus carries the rule failures of every Connect instance in the account.
+    connect = resources["ConnectRuleFailureFunctionRuleActionFailed"]["Properties"]["EventPattern"]
+    assert connect["detail"]["instanceArn"] == [{"Ref": "ConnectInstanceArn"}]
