@@ -30,6 +30,7 @@ from holdline_local.dlq import DeadLetters, local_queue_url
 from holdline_local.stack import LOCAL_CONNECT_INSTANCE_ARN, LocalStack
 from tests.conftest import load_event
 from tests.faults import FaultyClients, error
+from tests.functional.test_connect_rule_failures import recorded
 from tests.functional.test_failure_events import EventCapture, running_row, status_change, status_of
 from tests.helpers import wait_for_execution
 
@@ -111,6 +112,7 @@ def test_a_row_that_cannot_be_swept_does_not_stop_the_others(
     base = 1
     assert stack.scheduler is not None
     with stack.scheduler.paused():  # this test is the only sweeper
+        stack.settle()  # a run the schedule fired just before has finished
         # The oldest rows of the table (swept first): the fault hits the first one's DescribeExecution.
         first, second = put_row(stack, "transfer", base), put_row(stack, "transfer", base + 1)
         faults = FaultyClients(aws.client).on("stepfunctions", "describe_execution", error("AccessDeniedException"))
@@ -205,15 +207,6 @@ def put_on_the_default_bus(stack: LocalStack, event: dict[str, Any]) -> str:
     return str(answer["Entries"][0]["EventId"])
 
 
-def records_of(stack: LocalStack, event_id: str) -> list[dict[str, Any]]:
-    items = stack.client("dynamodb").scan(
-        TableName="TrackerTable",
-        FilterExpression="eventId = :id",
-        ExpressionAttributeValues={":id": {"S": event_id}},
-    )["Items"]
-    return list(items)
-
-
 def test_a_rule_failure_whose_handling_fails_is_retried_then_kept_for_a_person(stack: LocalStack) -> None:
     """The follow-up cannot be started (the function's role is refused StartExecution): Lambda's retries fail
     too, instead of answering DUPLICATE, and the event lands in the function's OnFailure destination. Once the
@@ -229,7 +222,7 @@ def test_a_rule_failure_whose_handling_fails_is_retried_then_kept_for_a_person(s
     assert kept[0]["attributes"]["ERROR_CODE"] in {"ClientError", "AccessDeniedException"}
     assert kept[0]["attributes"]["RETRY_ATTEMPTS"] == "2"  # Lambda's asynchronous retries, all of them failed
     assert letters.redrive("AsyncInvokeDLQ")["failed"] == 0
-    [record] = records_of(stack, event_id)
+    [record] = recorded(stack, event_id)
     assert record["status"]["S"] == "HANDLED"
     follow_up_id = record["outcome"]["M"]["followUpTrackerId"]["S"]
     assert wait_for_execution(stack, follow_up_id, machine=FOLLOW_UP)["status"] == "SUCCEEDED"
@@ -241,8 +234,8 @@ def test_only_the_configured_instances_rule_failures_are_handled(stack: LocalSta
     ours = put_on_the_default_bus(stack, rule_failure_event())
     theirs = put_on_the_default_bus(stack, rule_failure_event(other))
     stack.settle()
-    assert len(records_of(stack, ours)) == 1
-    assert records_of(stack, theirs) == []
+    assert len(recorded(stack, ours)) == 1
+    assert recorded(stack, theirs) == []
 
 
 # ---- a failure that needs a person is not retryable -------------------------------------------------------------

@@ -30,13 +30,20 @@ def record(item: Mapping[str, Any]) -> dict[str, Any] | None:
     return tracker_table.create({**item, "status": RECEIVED})
 
 
-def mark_handled(tracker_id: str, outcome: Mapping[str, str]) -> None:
-    """RECEIVED -> HANDLED with the outcome: from now on a repeat delivery of the event is a duplicate."""
+def _update(tracker_id: str, **request: Any) -> None:
     aws.call(
         "dynamodb",
         "update_item",
         TableName=get_settings().tracker_table_name,
         Key={"trackerId": {"S": tracker_id}},
+        **request,
+    )
+
+
+def mark_handled(tracker_id: str, outcome: Mapping[str, str]) -> None:
+    """RECEIVED -> HANDLED with the outcome: from now on a repeat delivery of the event is a duplicate."""
+    _update(
+        tracker_id,
         UpdateExpression="SET #status = :handled, outcome = :outcome, handledAt = :now",
         ConditionExpression="attribute_exists(trackerId)",
         ExpressionAttributeNames={"#status": "status"},
@@ -52,13 +59,9 @@ def take_retry_budget(rule_id: str, day: str, event_id: str, limit: int, expires
     """One of the rule's ``limit`` re-attempts for ``day``, for this event: True if it has one (taken now, or by
     an earlier delivery of the same event), False if the day's budget is spent. The counter row keeps the ids of
     the events that took it, so a retried delivery never takes a second one."""
-    key = f"connectRuleRetries-{rule_id}-{day}"
     try:
-        aws.call(
-            "dynamodb",
-            "update_item",
-            TableName=get_settings().tracker_table_name,
-            Key={"trackerId": {"S": key}},
+        _update(
+            f"connectRuleRetries-{rule_id}-{day}",
             UpdateExpression="ADD attempts :one, eventIds :event SET expiresAt = if_not_exists(expiresAt, :expires)",
             ConditionExpression="(attribute_not_exists(attempts) OR attempts < :max) AND NOT contains(eventIds, :id)",
             ExpressionAttributeValues={

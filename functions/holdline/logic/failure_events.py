@@ -14,7 +14,7 @@ from holdline.config import Settings
 from holdline.dal import events, executions, failures, tracker_table
 from holdline.errors import describe_failure, failure_reason
 from holdline.observability import logger, mask
-from holdline.workflows import get_workflow
+from holdline.workflows import DEFAULT_OPERATION, get_workflow
 
 SCHEMA_VERSION = "1"
 #: Steps after which money may have moved: a failure there that the saga did not settle needs a person.
@@ -87,7 +87,7 @@ def announce(tracker_id: str, old_image: Mapping[str, Any], settings: Settings) 
         return None
     previous = old_image.get("step")
     detail = failure_detail(row, previous_step=str(previous) if previous else None)
-    workflow = get_workflow(str(detail["operation"]))
+    workflow = get_workflow(str(detail["operation"] or DEFAULT_OPERATION))  # rows older than the registry
     machine = workflow.state_machine_arn(settings) if workflow else ""
     resources = [executions.execution_arn(machine, detail["executionName"])] if machine else []
     event_id = events.put_failure_event(detail, resources)
