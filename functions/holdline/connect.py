@@ -11,9 +11,8 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holdline import config
@@ -21,6 +20,9 @@ from holdline.config import Settings
 from holdline.dal import aws
 from holdline.errors import RequestRejected
 from holdline.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 MAX_ANSWER_BYTES = 32 * 1024
 # Connect's ContactData (attributes up to 32 KB, references, segment attributes) fits well under this; a
@@ -170,7 +172,7 @@ def rejected_answer(code: str, message: str) -> Answer:
     return {"status": "REJECTED", "errorCode": code, "errorMessage": message, "retryable": "false"}
 
 
-ConnectHandler = Callable[[dict[str, Any], LambdaContext], Answer]
+ConnectHandler = Callable[[dict[str, Any], "LambdaContext"], Answer]
 
 
 def connect_handler(
