@@ -10,6 +10,7 @@ local stack emulates that: holdline_local/event_targets.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -276,7 +277,7 @@ def test_sweeper_is_bounded_and_paced(stack: LocalStack, capture: EventCapture) 
     # Rows far in the past (no execution was ever started for them), so only this test's rows are due.
     base = 1_000_000
     ids = [running_row(stack, base + i, step="STARTED") for i in range(7)]
-    settings = get_settings().model_copy(update={"sweep_max_items": 3, "sweep_describe_per_second": 4})
+    settings = dataclasses.replace(get_settings(), sweep_max_items=3, sweep_describe_per_second=4)
     now = base + settings.sweep_after_seconds + 10
     pauses: list[float] = []
     report = reconcile.sweep(settings, now=now, sleep=pauses.append)

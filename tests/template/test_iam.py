@@ -102,8 +102,8 @@ def test_starter_may_only_create_the_tracker_row_and_start_this_state_machine() 
     }
 
 
-@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction"])
-def test_status_and_results_may_only_read_one_tracker_row(function: str) -> None:
+@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction", "OutcomeWaiterFunction"])
+def test_status_results_and_the_outcome_waiter_may_only_read_one_tracker_row(function: str) -> None:
     assert grants(f"{function}Role") == {"dynamodb:GetItem": [TRACKER]}
 
 
