@@ -51,7 +51,7 @@ validate-asl: $(NODE_STAMP)
 
 ## The template as CloudFormation and SAM see it: cfn-lint, sam validate --lint, sam build (no container, ~20 s).
 validate-template: $(STAMP) $(SAM_STAMP)
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml connect/template.yaml
 	$(SAM) validate --lint
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	  { $(SAM) build --build-dir "$$d/build" --cache-dir "$$d/cache" >"$$d/log" 2>&1 || { cat "$$d/log"; exit 1; }; } && \

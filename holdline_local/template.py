@@ -2,7 +2,9 @@
 
 Only what the local stack needs: the functions (handler, code, timeout, environment merged with Globals),
 the state machines (definition file and substitutions) and the tables. Intrinsic functions are resolved
-against the names the local stack gives each resource (its logical ID).
+against the names the local stack gives each resource (its logical ID). A nested application with a local
+``Location`` (the Connect integration, connect/template.yaml) is read too: its resources whose conditions
+hold join ``others`` as ``<Application>.<LogicalId>``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class NestedStackSpec:
+    """An ``AWS::Serverless::Application`` whose ``Location`` is a template in this repository."""
+
+    logical_id: str
+    template_path: Path
+    parameters: Mapping[str, Any]  # what the parent passes, unresolved
+
+
+@dataclass(frozen=True)
 class Stack:
     """The parts of the template the local stack builds."""
 
@@ -82,6 +93,7 @@ class Stack:
     #: Every other resource whose Condition holds, by logical ID: (Type, Properties), unresolved. The local
     #: stack builds the kinds it knows (queues, buses, rules, event source mappings) and ignores the rest.
     others: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    nested: Mapping[str, NestedStackSpec] = field(default_factory=dict)
 
     def of_type(self, kind: str) -> dict[str, Mapping[str, Any]]:
         return {logical_id: props for logical_id, (k, props) in self.others.items() if k == kind}
@@ -90,8 +102,10 @@ class Stack:
 def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str] | None = None) -> Stack:
     template = load_template(path)
     defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
-    conditions = evaluate_conditions(template, {**defaults, **(parameter_overrides or {})})
+    parameters = {**defaults, **(parameter_overrides or {})}
+    conditions = evaluate_conditions(template, parameters)
     others: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    nested: dict[str, NestedStackSpec] = {}
     root = path.parent
     globals_fn = template.get("Globals", {}).get("Function", {})
     global_env = globals_fn.get("Environment", {}).get("Variables", {})
@@ -122,9 +136,41 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
             )
         elif kind == "AWS::DynamoDB::Table":
             tables[logical_id] = TableSpec(logical_id=logical_id, properties=props)
+        elif kind == "AWS::Serverless::Application" and isinstance(props.get("Location"), str):
+            spec = NestedStackSpec(logical_id, root / props["Location"], props.get("Parameters", {}))
+            nested[logical_id] = spec
+            others.update(_nested_resources(spec, parameters))
         else:
             others[logical_id] = (kind, props)
-    return Stack(parameters=defaults, functions=functions, state_machines=state_machines, tables=tables, others=others)
+    return Stack(
+        parameters=defaults,
+        functions=functions,
+        state_machines=state_machines,
+        tables=tables,
+        others=others,
+        nested=nested,
+    )
+
+
+def _nested_resources(
+    spec: NestedStackSpec, parent_parameters: Mapping[str, Any]
+) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """The nested template's resources whose conditions hold, keyed ``<Application>.<LogicalId>``. A value the
+    parent passes by ``Ref`` to one of its parameters is that parameter's; anything else (an ARN from GetAtt)
+    only exists once deployed, and counts as set."""
+    template = load_template(spec.template_path)
+    values = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
+    for name, value in spec.parameters.items():
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parent_parameters:
+            values[name] = parent_parameters[value["Ref"]]
+        else:
+            values[name] = f"<{name} from {spec.logical_id}'s parent>"
+    conditions = evaluate_conditions(template, values)
+    return {
+        f"{spec.logical_id}.{logical_id}": (resource["Type"], resource.get("Properties", {}))
+        for logical_id, resource in template.get("Resources", {}).items()
+        if "Condition" not in resource or conditions[resource["Condition"]]
+    }
 
 
 def evaluate_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, bool]:

@@ -1,5 +1,6 @@
-"""Run by .venv-sam's Python (aws-sam-cli's own aws-sam-translator): print template.yaml as CloudFormation
-will see it after the Serverless transform. No AWS call: managed policies are left as ARNs."""
+"""Run by .venv-sam's Python (aws-sam-cli's own aws-sam-translator): print a template (template.yaml, or the
+nested connect/template.yaml) as CloudFormation will see it after the Serverless transform. No AWS call:
+managed policies are left as ARNs."""
 
 import json
 import sys
@@ -23,4 +24,7 @@ for section in [
     for key in ("CodeUri", "DefinitionUri"):
         if isinstance(section.get(key), str) and not section[key].startswith("s3://"):
             section[key] = f"s3://packaged/{section[key]}"
+    # A nested application's local template is uploaded too, and named by its URL.
+    if isinstance(section.get("Location"), str) and not section["Location"].startswith("https://"):
+        section["Location"] = f"https://s3.amazonaws.com/packaged/{section['Location']}"
 print(json.dumps(transform(template, {}, _NoManagedPolicies())))
