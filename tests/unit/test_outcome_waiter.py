@@ -87,7 +87,7 @@ class Context:
 
     function_name = "OutcomeWaiterFunction"
     aws_request_id = "33333333-4444-5555-6666-777777777777"
-    memory_limit_in_mb = 256
+    memory_limit_in_mb = 128
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:OutcomeWaiterFunction"
 
     def __init__(self, clock: FakeClock, timeout_seconds: float) -> None:
@@ -135,6 +135,7 @@ def test_answers_the_final_status_within_one_poll_of_settlement(
     assert (answer["status"], answer["keepWaiting"], answer["step"]) == ("SUCCEEDED", "false", "DONE")
     assert settle_at <= clock.now <= settle_at + outcome.POLL_INTERVAL_SECONDS
     assert len(fake.reads) == int(settle_at / outcome.POLL_INTERVAL_SECONDS + 1e-9) + 1 + (settle_at % 0.3 > 1e-9)
+    assert answer["reads"] == str(len(fake.reads))
     assert all(pause == outcome.POLL_INTERVAL_SECONDS for pause in clock.sleeps)
 
 

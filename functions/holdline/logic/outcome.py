@@ -87,4 +87,5 @@ def wait_for_outcome(tracker_id: object, settings: Settings) -> dict[str, Any]:
         raise failure
     facts = {"status": last["status"], "keepWaiting": last["keepWaiting"], "reads": reads}
     logger.info("outcome wait answered", extra={**facts, "waitedSeconds": round(waited, 1)})
-    return {**last, "waitedSeconds": int(waited)}
+    # How long it held and how often it read: what the caller's wait cost (make bench's cost model reads them).
+    return {**last, "waitedSeconds": int(waited), "reads": reads}
