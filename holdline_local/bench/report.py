@@ -113,7 +113,13 @@ def render(r: dict[str, Any]) -> str:
                 "",
                 f"Growth from {n0} to {n1} calls: throughput x{b['throughput_per_s'] / a['throughput_per_s']:.2f}, "
                 f"CPU per call x{b['cpu_ms_per_call'] / a['cpu_ms_per_call']:.2f}, "
-                f"polls per call x{(b['polls_per_call'] / a['polls_per_call']) if a['polls_per_call'] else float('nan'):.2f}.",
+                "polls per call "
+                + (
+                    f"x{b['polls_per_call'] / a['polls_per_call']:.2f}"
+                    if a["polls_per_call"]
+                    else f"{b['polls_per_call']:.2f} (none at {n0})"
+                )
+                + ".",
             ]
         for n, s in sizes:
             if s["problems"]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from holdline.config import Settings
 from holdline.dal import aws
-from holdline.logic.tracking import read_row, status_answer
+from holdline.logic.tracking import is_tracker_id, read_row, status_answer
 from holdline.observability import logger
 
 #: Between two reads while nothing goes wrong: the outcome reaches the caller at most this late (plus the
@@ -56,6 +56,8 @@ def backoff_seconds(failures: int, rand: Callable[[float, float], float] = rando
 
 def wait_for_outcome(tracker_id: object, settings: Settings) -> dict[str, Any]:
     """Read until the status answer says stop waiting or the budget ends; see the module's docstring."""
+    if not is_tracker_id(tracker_id):
+        return {**status_answer(None, settings, wall_clock()), "waitedSeconds": 0, "reads": 0}
     started = aws.clock()
     last: dict[str, Any] | None = None
     failure: Exception | None = None

@@ -7,7 +7,7 @@ import re
 import time
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from holdline.config import Settings
 from holdline.dal import tracker_table
@@ -23,10 +23,14 @@ def _not_found() -> dict[str, Any]:
     return {"status": "NOT_FOUND", "keepWaiting": False, "errorCode": "NOT_FOUND"}
 
 
+def is_tracker_id(value: object) -> TypeGuard[str]:
+    """Tracker ids are execution names we made ([a-z0-9-], 80 at most): anything else is not one of ours."""
+    return isinstance(value, str) and bool(_TRACKER_ID.fullmatch(value))
+
+
 def read_row(tracker_id: object, now: float) -> dict[str, Any] | None:
-    # Tracker ids are execution names we made ([a-z0-9-], 80 at most): anything else is not one of ours,
-    # and costs no read.
-    if not isinstance(tracker_id, str) or not _TRACKER_ID.fullmatch(tracker_id):
+    # Not one of our ids: no such row, and it costs no read.
+    if not is_tracker_id(tracker_id):
         return None
     # The execution is named after the tracker: both ids correlate the flow's logs with the saga's.
     logger.append_keys(trackerId=tracker_id, executionName=tracker_id)
