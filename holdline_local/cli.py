@@ -154,7 +154,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             scenarios.apply(scenario, stack.bank, event)
             if not quiet:
                 print(f"Scenario {scenario.name}: {scenario.description}")
-        return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
+        return run(_lambda_invoker(_endpoint_client(stack.endpoint)), f"the embedded local stack at {stack.endpoint}")
 
 
 def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
@@ -167,7 +167,16 @@ def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
     resources = boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
     functions = {name: physical[logical] for name, logical in function_placeholders().items()}
-    return _lambda_invoker(boto3.client("lambda")), functions
+    return _lambda_invoker(boto3.client("lambda", config=_connect_like_config())), functions
+
+
+def _connect_like_config() -> Any:
+    from botocore.config import Config
+
+    # As Connect invokes: an asynchronous block waits up to 60 s for its answer, so the read timeout is longer
+    # than that; one attempt per invoke (the simulator plays Connect's own retries, and a retried read timeout
+    # would run the function twice).
+    return Config(read_timeout=75, connect_timeout=5, retries={"total_max_attempts": 1})
 
 
 def _local_endpoint(endpoint: str, region: str | None = None) -> dict[str, Any]:
@@ -181,12 +190,19 @@ def _local_endpoint(endpoint: str, region: str | None = None) -> dict[str, Any]:
 def _endpoint_client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client("lambda", **_local_endpoint(endpoint))
+    return boto3.client("lambda", config=_connect_like_config(), **_local_endpoint(endpoint))
 
 
 def _lambda_invoker(client: Any) -> Any:
+    from botocore.exceptions import ClientError
+
+    from holdline_local.simulator import InvocationRefused
+
     def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
-        answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        try:
+            answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        except ClientError as exc:  # throttled, no permission, no such function: Lambda refused to run it
+            raise InvocationRefused(exc.response.get("Error", {}).get("Code", "ClientError")) from exc
         raw = answer["Payload"].read()
         try:
             payload = json.loads(raw) if raw else None
@@ -194,6 +210,17 @@ def _lambda_invoker(client: Any) -> Any:
             payload = raw.decode(errors="replace")
         return payload, answer.get("FunctionError")
 
+    def dry_run(function: str) -> None:
+        # Lambda's DryRun invocation type is the question, but moto runs the function for it: GetFunction
+        # answers "no such function", the refusal an asynchronous block can meet at once.
+        try:
+            client.get_function(FunctionName=function)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            if code == "ResourceNotFoundException":
+                raise InvocationRefused(code) from exc
+
+    invoke.dry_run = dry_run  # type: ignore[attr-defined]
     return invoke
 
 
