@@ -95,6 +95,7 @@ def _moto_version() -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from holdline_local.simulator import FlowRuleViolation, SimulatedCall, format_step
+    from holdline_local.simulator.terminal import LEGEND
 
     event = _fresh_contact(_load_event(Path(args.event)))
     quiet = args.json
@@ -117,6 +118,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             contact = event["Details"]["ContactData"]["ContactId"]
             print(f"Simulated Amazon Connect call through {Path(args.flow).name}, contact {contact}")
             print(f"  against {where}; prompts play at time scale {args.time_scale}")
+            print(LEGEND)
         try:
             call = SimulatedCall(
                 invoke, event, flow_path=Path(args.flow), functions=functions, time_scale=args.time_scale, on_step=show
@@ -193,14 +195,24 @@ def _endpoint_client(endpoint: str) -> Any:
     return boto3.client("lambda", config=_connect_like_config(), **_local_endpoint(endpoint))
 
 
+def _init_duration(answer: Mapping[str, Any]) -> dict[str, float]:
+    """Lambda's REPORT line in the log tail (``LogType=Tail``) says ``Init Duration`` after a cold start."""
+    import base64
+    import re
+
+    tail = base64.b64decode(answer.get("LogResult", "") or "").decode("utf-8", "replace")
+    found = re.search(r"Init Duration: ([0-9.]+) ms", tail)
+    return {"initDurationMs": float(found.group(1))} if found else {}
+
+
 def _lambda_invoker(client: Any) -> Any:
     from botocore.exceptions import ClientError
 
     from holdline_local.simulator import InvocationRefused
 
-    def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
+    def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None, dict[str, float]]:
         try:
-            answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+            answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode(), LogType="Tail")
         except ClientError as exc:  # throttled, no permission, no such function: Lambda refused to run it
             raise InvocationRefused(exc.response.get("Error", {}).get("Code", "ClientError")) from exc
         raw = answer["Payload"].read()
@@ -208,7 +220,7 @@ def _lambda_invoker(client: Any) -> Any:
             payload = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             payload = raw.decode(errors="replace")
-        return payload, answer.get("FunctionError")
+        return payload, answer.get("FunctionError"), _init_duration(answer)
 
     def dry_run(function: str) -> None:
         # Lambda's DryRun invocation type is the question, but moto runs the function for it: GetFunction

@@ -50,9 +50,11 @@ MAX_ANSWER_BYTES = 32 * 1024
 CONNECT_RETRIES = 3  # after a returned error, "up to three times" within the block's timeout
 WORDS_PER_SECOND = 2.5
 # Invoke a function by name with an event; returns (payload, function_error) as Lambda's Invoke API does, or
-# raises InvocationRefused. An invoker may also have ``dry_run(function)`` (may this function be invoked at all?
+# raises InvocationRefused. It may add a third item, facts about the run that Connect does not see but a person
+# reading the timeline wants (``{"initDurationMs": 312.0}`` when the invocation started a new environment).
+# An invoker may also have ``dry_run(function)`` (may this function be invoked at all?
 # it raises InvocationRefused if not), which an asynchronous block asks before it starts the invocation.
-Invoker = Callable[[str, Mapping[str, Any]], tuple[Any, str | None]]
+Invoker = Callable[[str, Mapping[str, Any]], tuple[Any, ...]]
 
 _JSONPATH = re.compile(r"\$\.[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _BREAK = re.compile(r'<break\s+time="(\d+(?:\.\d+)?)(ms|s)"\s*/>')
@@ -79,6 +81,7 @@ class _Run:
     attempts: int = 0
     elapsed: float = 0.0  # seconds: real time plus the test's simulated latency
     refused: bool = False
+    init_ms: float | None = None  # the last attempt started a new execution environment (a cold start)
 
 
 @dataclass
@@ -154,12 +157,14 @@ class SimulatedCall:
         self._loops: dict[str, int] = {}
         self._target_queue = ""
         self._clock = 0.0
+        self._real_began = time.monotonic()
         self._since_prompt = 0.0
         self._heard_since_invoke: list[str] = []
         self.report = CallReport(contact_id=str(contact.get("ContactId", "")))
 
     # ---- running -----------------------------------------------------------------------------------------
     def run(self) -> CallReport:
+        self._real_began = time.monotonic()  # the call's start on this machine's clock
         current: str | None = self._flow["StartAction"]
         while current is not None:
             self._enter(current)
@@ -322,7 +327,10 @@ class SimulatedCall:
             run.attempts += 1
             started = time.perf_counter()
             try:
-                run.payload, run.function_error = self._invoke(function, event)
+                answer = self._invoke(function, event)
+                run.payload, run.function_error = answer[0], answer[1]
+                extras = answer[2] if len(answer) > 2 else {}
+                run.init_ms = extras.get("initDurationMs")
             except InvocationRefused as refused:
                 run.refused, run.payload = True, {"refused": str(refused)[:200]}
             run.elapsed += time.perf_counter() - started + self._latency(function)
@@ -336,9 +344,11 @@ class SimulatedCall:
         limit = float(parameters["InvocationTimeLimitSeconds"])
         self._external = {}  # $.External holds only the last Lambda's answer, and nothing after an error
         self._heard_since_invoke = []
+        real_started = self._real_now()
         run = self._run_with_retries(function, event, limit)
         step = Step(
             at=self._clock,
+            real_at=real_started,
             kind="invoke",
             name=function,
             action=action["Identifier"],
@@ -346,6 +356,7 @@ class SimulatedCall:
             branch="Success",
             attempts=run.attempts,
             limit_ms=limit * 1000,
+            init_ms=run.init_ms,
         )
         self._clock += run.elapsed
         self._since_prompt += run.elapsed
@@ -446,10 +457,12 @@ class SimulatedCall:
         deadline = started + float(parameters["TimeLimitSeconds"])
         keep_running = parameters.get("ContinueExecution") == "TRUE"
         note: list[str] = []
+        real_started = self._real_now()
         outcome = self._hold(branches.get("Continue") if keep_running else None, invocation, deadline, note)
         self._record(
             Step(
                 at=started,
+                real_at=real_started,
                 kind="wait",
                 name=outcome,
                 action=action["Identifier"],
@@ -529,7 +542,13 @@ class SimulatedCall:
             report.error_code = report.error_branches[-1].rsplit(": ", 1)[-1]
         report.caller_hears = " ".join(self._heard_since_invoke)
 
+    def _real_now(self) -> float:
+        """Seconds since the call began on this machine's clock (the one the saga runs on)."""
+        return time.monotonic() - self._real_began
+
     def _record(self, step: Step) -> None:
+        if step.real_at is None:  # a step is stamped when it begins; most are recorded as they begin
+            step.real_at = self._real_now()
         self.report.steps.append(step)
         if self._on_step is not None:
             self._on_step(step)

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass
 class Step:
-    at: float  # seconds since the call began (simulated clock: prompts count in full)
+    at: float  # seconds since the call began on the CALLER's clock (prompts count in full, whatever the time scale)
     kind: str  # "invoke" | "prompt" | "wait" | "load"
     name: str  # the function's logical ID, the prompt's text, or the Wait's outcome (LambdaReturned, ...)
     action: str = ""  # the flow action's Identifier
@@ -19,6 +19,8 @@ class Step:
     note: str = ""
     attempts: int = 1
     limit_ms: float = 0.0
+    real_at: float | None = None  # seconds since the call began on this machine's clock (the saga's clock)
+    init_ms: float | None = None  # the invocation started a new execution environment: its Init Duration
 
 
 @dataclass

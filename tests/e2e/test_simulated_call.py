@@ -52,6 +52,15 @@ def test_demo_prints_a_readable_timeline() -> None:
     assert "♪ Play hold prompt while waiting" in result.stdout and "→ LambdaReturned" in result.stdout
     assert "Outcome: SUCCEEDED" in result.stdout and "Caller hears: Your transfer of 250.00 USD" in result.stdout
     assert "12345" not in result.stdout  # account numbers never shown (the starter answers with a tracker id)
+    # Which clock each figure is on: the caller's (prompts in full) and this machine's (the saga's).
+    assert "t = the caller's clock" in result.stdout and "real = this machine's clock" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if "▶" in line or "♪" in line]
+    caller = [float(line.split("t=")[1].split("s")[0]) for line in lines]
+    real = [float(line.split("real=")[1].split("s")[0]) for line in lines]
+    assert caller == sorted(caller) and real == sorted(real)
+    assert caller[-1] > real[-1]  # prompts play fast on this machine, in full for the caller
+    # A fresh stack: the first call of a function starts its execution environment, and the timeline says so.
+    assert "▶ ConfigLookupFunction" in lines[0] and "(cold start: Init " in lines[0]
 
 
 @pytest.mark.parametrize(
