@@ -95,6 +95,7 @@ def _moto_version() -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from holdline_local.simulator import FlowRuleViolation, SimulatedCall, format_step
+    from holdline_local.simulator.terminal import LEGEND
 
     event = _fresh_contact(_load_event(Path(args.event)))
     quiet = args.json
@@ -117,6 +118,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             contact = event["Details"]["ContactData"]["ContactId"]
             print(f"Simulated Amazon Connect call through {Path(args.flow).name}, contact {contact}")
             print(f"  against {where}; prompts play at time scale {args.time_scale}")
+            print(LEGEND)
         try:
             call = SimulatedCall(
                 invoke, event, flow_path=Path(args.flow), functions=functions, time_scale=args.time_scale, on_step=show
@@ -154,7 +156,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             scenarios.apply(scenario, stack.bank, event)
             if not quiet:
                 print(f"Scenario {scenario.name}: {scenario.description}")
-        return run(_lambda_invoker(stack.client("lambda")), f"the embedded local stack at {stack.endpoint}")
+        return run(_lambda_invoker(_endpoint_client(stack.endpoint)), f"the embedded local stack at {stack.endpoint}")
 
 
 def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
@@ -167,7 +169,16 @@ def _deployed_stack(stack_name: str) -> tuple[Any, dict[str, str]]:
     resources = boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
     functions = {name: physical[logical] for name, logical in function_placeholders().items()}
-    return _lambda_invoker(boto3.client("lambda")), functions
+    return _lambda_invoker(boto3.client("lambda", config=_connect_like_config())), functions
+
+
+def _connect_like_config() -> Any:
+    from botocore.config import Config
+
+    # As Connect invokes: an asynchronous block waits up to 60 s for its answer, so the read timeout is longer
+    # than that; one attempt per invoke (the simulator plays Connect's own retries, and a retried read timeout
+    # would run the function twice).
+    return Config(read_timeout=75, connect_timeout=5, retries={"total_max_attempts": 1})
 
 
 def _local_endpoint(endpoint: str, region: str | None = None) -> dict[str, Any]:
@@ -181,19 +192,47 @@ def _local_endpoint(endpoint: str, region: str | None = None) -> dict[str, Any]:
 def _endpoint_client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client("lambda", **_local_endpoint(endpoint))
+    return boto3.client("lambda", config=_connect_like_config(), **_local_endpoint(endpoint))
+
+
+def _init_duration(answer: Mapping[str, Any]) -> dict[str, float]:
+    """Lambda's REPORT line in the log tail (``LogType=Tail``) says ``Init Duration`` after a cold start."""
+    import base64
+    import re
+
+    tail = base64.b64decode(answer.get("LogResult", "") or "").decode("utf-8", "replace")
+    found = re.search(r"Init Duration: ([0-9.]+) ms", tail)
+    return {"initDurationMs": float(found.group(1))} if found else {}
 
 
 def _lambda_invoker(client: Any) -> Any:
-    def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
-        answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    from botocore.exceptions import ClientError
+
+    from holdline_local.simulator import InvocationRefused
+
+    def invoke(function: str, event: Mapping[str, Any]) -> tuple[Any, str | None, dict[str, float]]:
+        try:
+            answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode(), LogType="Tail")
+        except ClientError as exc:  # throttled, no permission, no such function: Lambda refused to run it
+            raise InvocationRefused(exc.response.get("Error", {}).get("Code", "ClientError")) from exc
         raw = answer["Payload"].read()
         try:
             payload = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             payload = raw.decode(errors="replace")
-        return payload, answer.get("FunctionError")
+        return payload, answer.get("FunctionError"), _init_duration(answer)
 
+    def dry_run(function: str) -> None:
+        # Lambda's DryRun invocation type is the question, but moto runs the function for it: GetFunction
+        # answers "no such function", the refusal an asynchronous block can meet at once.
+        try:
+            client.get_function(FunctionName=function)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            if code == "ResourceNotFoundException":
+                raise InvocationRefused(code) from exc
+
+    invoke.dry_run = dry_run  # type: ignore[attr-defined]
     return invoke
 
 

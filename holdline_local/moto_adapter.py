@@ -217,15 +217,18 @@ def _epoch_ms(value: Any) -> int | None:
     return int(value.timestamp() * 1000) if value is not None else None
 
 
-def put_status_change_event(execution: Any) -> None:
+def put_status_change_event(execution: Any, status: str | None = None) -> None:
     """What AWS puts on the default bus when a Standard execution's status changes (best effort there and
-    here: a failure to put it never touches the execution)."""
+    here: a failure to put it never touches the execution). ``status`` names the change (RUNNING at the
+    start: by the time the event is built a short execution may already have ended)."""
     from moto.events.models import events_backends
     from moto.stepfunctions.parser.api import StateMachineType
 
     if execution.sm_type != StateMachineType.STANDARD:
         return  # "Express workflows do not emit" status change events
-    status = str(execution.exec_status.value if hasattr(execution.exec_status, "value") else execution.exec_status)
+    if status is None:
+        current = execution.exec_status
+        status = str(current.value if hasattr(current, "value") else current)
     detail = {
         "executionArn": execution.exec_arn,
         "stateMachineArn": execution.state_machine.arn,
@@ -318,7 +321,7 @@ def install(
 
     def start(self: Execution) -> None:
         original_start(self)
-        put_status_change_event(self)
+        put_status_change_event(self, "RUNNING")
 
     if not _installed:
         _installed.update(

@@ -1,4 +1,5 @@
-"""Print a SAM template as CloudFormation will see it after the Serverless transform.
+"""Print a SAM template (template.yaml, or a nested one such as connect/template.yaml) as CloudFormation will
+see it after the Serverless transform.
 
 Run by .venv-sam's Python (aws-sam-cli's own aws-sam-translator, which pins a pydantic the functions'
 package cannot share), never imported: ``python sam_transform.py TEMPLATE``. Offline: managed policies stay
@@ -32,6 +33,9 @@ def main(path: str) -> None:
         for key in ("CodeUri", "DefinitionUri"):
             if isinstance(section.get(key), str) and not section[key].startswith("s3://"):
                 section[key] = f"s3://packaged/{section[key]}"
+        # A nested application's local template is uploaded too, and named by its URL.
+        if isinstance(section.get("Location"), str) and not section["Location"].startswith("https://"):
+            section["Location"] = f"https://s3.amazonaws.com/packaged/{section['Location']}"
     print(json.dumps(transform(template, {}, _NoManagedPolicies())))
 
 

@@ -22,7 +22,8 @@ class Scenario:
     error_code: str | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)  # overrides of the event's Parameters
     faults: tuple[Mapping[str, Any], ...] = ()  # keyword arguments of SandboxBank.inject
-    task_timeout_scale: float = 1.0
+    #: Functions' Timeout and tasks' TimeoutSeconds are scaled together by this (1.0: as deployed).
+    timeout_scale: float = 1.0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -45,13 +46,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "timeout-after-commit",
-            "the bank debits, then answers 2 s late, after the task's timeout (10 s, scaled to 1 s); the retry "
-            "looks the debit up by its key: one debit, and the transfer succeeds",
+            "the bank debits, then answers 2 s late, after the Debit function's Timeout (8 s, scaled to 0.8 s): "
+            "Lambda stops it (Sandbox.Timedout); the retry looks the debit up by its key: one debit, and the "
+            "transfer succeeds",
             "SUCCEEDED",
             faults=(
                 {"kind": FaultKind.TIMEOUT_AFTER_COMMIT, "leg": "debit", "account": SOURCE, "times": 1, "seconds": 2},
             ),
-            task_timeout_scale=0.1,
+            timeout_scale=0.1,
         ),
         Scenario(
             "slow-settlement",
@@ -84,13 +86,13 @@ def get(name: str) -> Scenario:
 
 
 def apply(scenario: Scenario, bank: SandboxBank, event: dict[str, Any]) -> dict[str, Any]:
-    """Configure the bank (and the task timeout scale) for the scenario; return the event with its accounts."""
+    """Configure the bank (and the timeout scale) for the scenario; return the event with its accounts."""
     from holdline_local import moto_adapter  # heavy (moto): only when a scenario is really applied
 
     bank.clear_faults()
     for fault in scenario.faults:
         bank.inject(**fault)
-    moto_adapter.set_timeout_scale(scenario.task_timeout_scale)
+    moto_adapter.set_timeout_scale(scenario.timeout_scale)
     parameters = event.setdefault("Details", {}).setdefault("Parameters", {})
     parameters.update({"fromAccount": SOURCE, "toAccount": DESTINATION, **scenario.parameters})
     return event

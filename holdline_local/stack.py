@@ -36,7 +36,14 @@ from holdline_local.runtime.async_invoke import AsyncInvoker, AsyncPolicy
 from holdline_local.sandbox_bank import SandboxBank
 from holdline_local.scheduler import Scheduler
 from holdline_local.stream_pump import StreamMapping, StreamPump
-from holdline_local.template import REPO_ROOT, Stack, read_stack, resolve, substitute_definition
+from holdline_local.template import (
+    REPO_ROOT,
+    Stack,
+    evaluate_conditions,
+    read_stack,
+    resolve,
+    substitute_definition,
+)
 from holdline_local.xray import XRayDaemon
 
 REGION = "us-east-1"
@@ -355,7 +362,7 @@ class LocalStack:
                 },
             )
         for logical_id, props in stack.of_type("AWS::Lambda::Permission").items():
-            permission = resolved(props)
+            permission = self._resolved_in_scope(logical_id, props, resolved)
             extra = {k: permission[k] for k in ("SourceArn", "SourceAccount") if k in permission}
             lambda_client.add_permission(
                 FunctionName=str(permission["FunctionName"]).rsplit(":", 1)[-1],
@@ -364,6 +371,22 @@ class LocalStack:
                 Principal=permission["Principal"],
                 **extra,
             )
+
+    def _resolved_in_scope(self, logical_id: str, props: Mapping[str, Any], resolved: Any) -> Any:
+        """A resource of the stack, or of a nested stack (``<Application>.<LogicalId>``), whose intrinsics name
+        the nested template's parameters: those are what the parent passes, resolved in the parent's scope."""
+        application, _, _ = logical_id.rpartition(".")
+        if not application:
+            return resolved(props)
+        assert self.stack is not None
+        spec = self.stack.nested[application]
+        parameters = {name: str(resolved(value)) for name, value in spec.parameters.items()}
+        defaults = {
+            name: str(p["Default"]) for name, p in spec.template.get("Parameters", {}).items() if "Default" in p
+        }
+        scope = {**defaults, **parameters, **_PSEUDO}
+        conditions = evaluate_conditions(spec.template, scope)
+        return resolve(props, scope, {}, conditions)
 
     def _create_table(self, name: str, properties: Mapping[str, Any]) -> str | None:
         ddb = self.client("dynamodb")

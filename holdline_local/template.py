@@ -10,6 +10,11 @@ after ``AWS::LanguageExtensions`` (its ``Fn::ForEach`` loops expanded by
 :mod:`holdline_local.language_extensions`, as CloudFormation does before the Serverless transform), or as
 written with ``expanded=False``.
 
+A nested application with a local ``Location`` (the Connect integration, connect/template.yaml) becomes, after
+the transform, an ``AWS::CloudFormation::Stack`` whose ``TemplateURL`` names the uploaded file: its resources
+whose conditions hold join ``others`` as ``<Application>.<LogicalId>``, and :class:`NestedStackSpec` keeps what
+the parent passes it, so the local stack can resolve them in the nested stack's own scope.
+
 Intrinsic functions are resolved against the names the local stack gives each resource (its logical ID).
 """
 
@@ -36,6 +41,8 @@ SAM_PYTHON = REPO_ROOT / ".venv-sam" / "bin" / "python"
 CACHE_DIR = REPO_ROOT / ".holdline" / "cache"
 #: Where sam_transform.py puts local code (``CodeUri``/``DefinitionUri``): ``s3://packaged/<path>``.
 PACKAGED_BUCKET = "packaged"
+#: Where sam_transform.py puts a nested application's local template (``Location``).
+PACKAGED_URL = f"https://s3.amazonaws.com/{PACKAGED_BUCKET}/"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -139,6 +146,17 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class NestedStackSpec:
+    """A nested stack whose template is in this repository (an ``AWS::Serverless::Application`` with a local
+    ``Location``)."""
+
+    logical_id: str
+    template_path: Path
+    parameters: Mapping[str, Any]  # what the parent passes, unresolved (parent scope)
+    template: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class Stack:
     """The parts of the (transformed) template the local stack builds."""
 
@@ -150,6 +168,7 @@ class Stack:
     #: stack builds the kinds it knows (roles, queues, buses, rules, permissions, event source mappings).
     others: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
     conditions: Mapping[str, bool] = field(default_factory=dict)
+    nested: Mapping[str, NestedStackSpec] = field(default_factory=dict)
 
     def of_type(self, kind: str) -> dict[str, Mapping[str, Any]]:
         return {logical_id: props for logical_id, (k, props) in self.others.items() if k == kind}
@@ -170,7 +189,8 @@ def _local_path(root: Path, bucket: Any, key: Any) -> Path:
 def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str] | None = None) -> Stack:
     template = transform(path)
     defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
-    conditions = evaluate_conditions(template, {**defaults, **(parameter_overrides or {})})
+    parameters = {**defaults, **(parameter_overrides or {})}
+    conditions = evaluate_conditions(template, parameters)
     root = path.parent
     resources = {
         logical_id: resource
@@ -186,6 +206,7 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
     state_machines: dict[str, StateMachineSpec] = {}
     tables: dict[str, TableSpec] = {}
     others: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    nested: dict[str, NestedStackSpec] = {}
     for logical_id, resource in resources.items():
         kind = resource["Type"]
         props = resource.get("Properties", {})
@@ -215,6 +236,11 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
             )
         elif kind == "AWS::DynamoDB::Table":
             tables[logical_id] = TableSpec(logical_id=logical_id, properties=props)
+        elif kind == "AWS::CloudFormation::Stack" and str(props.get("TemplateURL", "")).startswith(PACKAGED_URL):
+            nested_path = root / str(props["TemplateURL"]).removeprefix(PACKAGED_URL)
+            spec = NestedStackSpec(logical_id, nested_path, props.get("Parameters", {}), transform(nested_path))
+            nested[logical_id] = spec
+            others.update(_nested_resources(spec, parameters))
         else:
             others[logical_id] = (kind, props)
     return Stack(
@@ -224,7 +250,28 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
         tables=tables,
         others=others,
         conditions=conditions,
+        nested=nested,
     )
+
+
+def _nested_resources(
+    spec: NestedStackSpec, parent_parameters: Mapping[str, Any]
+) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """The nested template's resources whose conditions hold, keyed ``<Application>.<LogicalId>``. A value the
+    parent passes by ``Ref`` to one of its parameters is that parameter's; anything else (an ARN from GetAtt)
+    only exists once deployed, and counts as set."""
+    values = {name: p.get("Default") for name, p in spec.template.get("Parameters", {}).items()}
+    for name, value in spec.parameters.items():
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parent_parameters:
+            values[name] = parent_parameters[value["Ref"]]
+        else:
+            values[name] = f"<{name} from {spec.logical_id}'s parent>"
+    conditions = evaluate_conditions(spec.template, values)
+    return {
+        f"{spec.logical_id}.{logical_id}": (resource["Type"], resource.get("Properties", {}))
+        for logical_id, resource in spec.template.get("Resources", {}).items()
+        if "Condition" not in resource or conditions[resource["Condition"]]
+    }
 
 
 def evaluate_conditions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, bool]:

@@ -11,9 +11,8 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holdline import config
@@ -21,6 +20,9 @@ from holdline.config import Settings
 from holdline.dal import aws
 from holdline.errors import RequestRejected
 from holdline.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 MAX_ANSWER_BYTES = 32 * 1024
 # Connect's ContactData (attributes up to 32 KB, references, segment attributes) fits well under this; a
@@ -31,6 +33,9 @@ MAX_PARAMETER_CHARS = 1024
 MAX_PARAMETERS = 64
 # Time kept back from the budget to shape the answer and get it to Connect.
 ANSWER_RESERVE_SECONDS = 0.3
+# An asynchronous block's clock starts when Connect invokes, before our handler runs (a cold start's Init,
+# the invocation queue): an asynchronous answer leaves this much of the block's limit unused.
+ASYNC_CONNECT_MARGIN_SECONDS = 5.0
 # Connect ContactIds are UUIDs; be lenient on the format but never let control characters or JSON through.
 _CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
@@ -129,14 +134,19 @@ def parse_event(event: Any) -> ContactFlowEvent:
     )
 
 
-def budget_seconds(context: Any, settings: Settings) -> float:
+def budget_seconds(context: Any, settings: Settings, *, asynchronous: bool = False) -> float:
     """How long AWS calls may go on: the Lambda's remaining time or Connect's block timeout, whichever ends
-    first, less a reserve to answer. Past it, the answer is an error code the flow can branch on."""
+    first, less a reserve to answer. Past it, the answer is an error code the flow can branch on.
+
+    ``asynchronous``: the block invokes in ASYNCHRONOUS mode (up to 60 s), whose clock started before ours."""
+    limit = settings.connect_timeout_seconds
+    if asynchronous:
+        limit = settings.connect_async_timeout_seconds - ASYNC_CONNECT_MARGIN_SECONDS
     try:
         remaining = float(context.get_remaining_time_in_millis()) / 1000
     except (AttributeError, TypeError, ValueError):
-        remaining = settings.connect_timeout_seconds
-    return max(0.0, min(remaining, settings.connect_timeout_seconds) - ANSWER_RESERVE_SECONDS)
+        remaining = limit
+    return max(0.0, min(remaining, limit) - ANSWER_RESERVE_SECONDS)
 
 
 def flat_answer(values: Mapping[str, object]) -> Answer:
@@ -170,13 +180,18 @@ def rejected_answer(code: str, message: str) -> Answer:
     return {"status": "REJECTED", "errorCode": code, "errorMessage": message, "retryable": "false"}
 
 
-ConnectHandler = Callable[[dict[str, Any], LambdaContext], Answer]
+ConnectHandler = Callable[[dict[str, Any], "LambdaContext"], Answer]
 
 
 def connect_handler(
     func: Callable[[ContactFlowEvent, LambdaContext], Mapping[str, object]],
+    *,
+    asynchronous: bool = False,
 ) -> ConnectHandler:
-    """Wrap a handler body: parse the event, add correlation ids, never raise, always answer a flat map."""
+    """Wrap a handler body: parse the event, add correlation ids, never raise, always answer a flat map.
+
+    The body runs inside :func:`aws.budget` (see :func:`budget_seconds`); ``asynchronous`` for a function the
+    flow invokes in ASYNCHRONOUS mode."""
 
     def wrapper(event: dict[str, Any], context: LambdaContext) -> Answer:
         try:
@@ -187,7 +202,7 @@ def connect_handler(
             return rejected_answer(exc.code, _INVALID_MESSAGES[exc.code])
         logger.append_keys(contactId=contact_event.contact_id)
         try:
-            with aws.budget(budget_seconds(context, config.get_settings())):
+            with aws.budget(budget_seconds(context, config.get_settings(), asynchronous=asynchronous)):
                 return flat_answer(func(contact_event, context))
         except RequestRejected as exc:
             logger.info("request rejected", extra={"errorCode": exc.code})

@@ -6,22 +6,27 @@ first one; another long-running task registers itself the same way (see README, 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from holdline.config import Settings
-from holdline.models.follow_up import FollowUpRequest
-from holdline.models.requests import TransferRequest
 from holdline.observability import mask
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from holdline.models.follow_up import FollowUpRequest
+    from holdline.models.requests import TransferRequest
 
 
 @dataclass(frozen=True)
 class Workflow:
     operation: str
-    request_model: type[BaseModel]
+    #: ``module:Class`` of the pydantic request model. Imported when a request is started, never at import:
+    #: status, results and the outcome waiter read this registry and must not pay for pydantic.
+    request_model_name: str
     #: Which setting holds the ARN of this workflow's state machine.
     state_machine_arn: Callable[[Settings], str]
     #: The steps the flow can report, in order, and how long each usually takes (seconds): the status
@@ -34,6 +39,12 @@ class Workflow:
     #: Steps the state machine reports that are not counted in ``stepsTotal`` (checks before any work,
     #: compensation), with their usual duration for the same polling hint.
     uncounted_steps: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def request_model(self) -> type[BaseModel]:
+        module, _, name = self.request_model_name.partition(":")
+        model: type[BaseModel] = getattr(importlib.import_module(module), name)
+        return model
 
     @property
     def steps_total(self) -> int:
@@ -54,7 +65,7 @@ def _describe_transfer(request: TransferRequest) -> dict[str, str]:
 
 TRANSFER = Workflow(
     operation="transfer",
-    request_model=TransferRequest,
+    request_model_name="holdline.models.requests:TransferRequest",
     state_machine_arn=lambda settings: settings.transfer_state_machine_arn,
     steps={"DEBITING": 3, "CREDITING": 3, "CONFIRMING": 2},
     # Validation and the parallel pre-checks (fraud screening, daily limit) come before the first counted
@@ -71,7 +82,7 @@ def _describe_follow_up(request: FollowUpRequest) -> dict[str, str]:
 
 FOLLOW_UP = Workflow(
     operation="followUp",
-    request_model=FollowUpRequest,
+    request_model_name="holdline.models.follow_up:FollowUpRequest",
     state_machine_arn=lambda settings: settings.follow_up_state_machine_arn,
     steps={"CREATING_TASK": 2},
     describe=_describe_follow_up,

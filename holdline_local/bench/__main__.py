@@ -2,7 +2,7 @@
 stack per process; a hung part is killed, reported, and the others still run), then write BENCHMARKS.md.
 
     python -m holdline_local.bench [--sizes 100,1000] [--out BENCHMARKS.md]
-    python -m holdline_local.bench part {floor,coldstart,cost,scale} [--n N] ...   (one part, JSON on stdout)
+    python -m holdline_local.bench part {floor,coldstart,cost,latency,scale} [--n N] ...   (one part, JSON on stdout)
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 # out and calls take the Error branch); 1.2/s keeps it below one core.
 DEFAULT_RATE = 1.2
 CONNECT_FACING = {
+    "ConfigLookupFunction": "holdline.handlers.config_lookup",
     "StarterFunction": "holdline.handlers.starter",
     "StatusFunction": "holdline.handlers.status",
     "ResultsFunction": "holdline.handlers.results",
+    "OutcomeWaiterFunction": "holdline.handlers.outcome_waiter",
 }
 
 
@@ -83,6 +85,10 @@ def run_part(args: argparse.Namespace) -> int:
                 result = floor.run(stack, rounds=args.rounds)
             elif args.part == "cost":
                 result = costrun.run(stack, memory_by_function())
+            elif args.part == "latency":
+                from holdline_local.bench import latency
+
+                result = latency.run(stack, offsets=args.offsets, workers=min(args.workers, 8))
             else:
                 from holdline_local.bench import scale
 
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m holdline_local.bench")
     sub = parser.add_subparsers(dest="command")
     part = sub.add_parser("part")
-    part.add_argument("part", choices=["floor", "coldstart", "cost", "scale"])
+    part.add_argument("part", choices=["floor", "coldstart", "cost", "latency", "scale"])
     part.add_argument("--n", type=int, default=100)
     part.add_argument("--workers", type=int, default=1000)
     part.add_argument("--rate", type=float, default=DEFAULT_RATE)
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--deadline", type=float, default=1200.0)
     part.add_argument("--rounds", type=int, default=300)
     part.add_argument("--repetitions", type=int, default=7)
+    part.add_argument("--offsets", type=int, default=32, help="latency: settlement times per design")
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="calls arriving per second in the scale runs")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -170,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         ("floor", ["floor"], 600),
         ("coldstart", ["coldstart"], 600),
         ("cost", ["cost"], 300),
+        ("latency", ["latency", "--workers", "6"], 420),
     ]
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
         # A deadline inside the run (unfinished calls are reported as stuck) and a kill outside it.

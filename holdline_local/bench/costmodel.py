@@ -122,9 +122,13 @@ class TransferCost:
     polls: int = 0
     #: MemorySize by function (the template's), for GB-seconds; Lambda's minimum (128) for any other.
     memory_mb: Mapping[str, int] = field(default_factory=dict)
+    #: A modelled (fractional) number of invocations instead of the counted ones.
+    invocations_override: float | None = None
 
     @property
-    def invocations(self) -> int:
+    def invocations(self) -> float:
+        if self.invocations_override is not None:
+            return self.invocations_override
         return sum(self.lambda_invocations.values())
 
     def dollars(self) -> dict[str, Decimal]:
@@ -137,7 +141,7 @@ class TransferCost:
         )
         return {
             "Step Functions": self.transitions * SFN_STANDARD_PER_TRANSITION,
-            "Lambda requests": self.invocations * LAMBDA_PER_REQUEST,
+            "Lambda requests": Decimal(str(self.invocations)) * LAMBDA_PER_REQUEST,
             "Lambda duration": gb_seconds * LAMBDA_PER_GB_SECOND,
             "DynamoDB writes": self.ddb_writes * self.write_units_each * DDB_PER_WRITE_UNIT,
             "DynamoDB reads": self.ddb_reads * self.read_units_each * DDB_PER_READ_UNIT,
@@ -182,3 +186,40 @@ def max_concurrent_calls_describe_polling(poll_seconds: float) -> int:
     polls once per ``poll_seconds``, and the bucket refills at 15 per second (the 300 burst only buys a
     minute or so at the start)."""
     return math.floor(DESCRIBE_EXECUTION_REFILL_PER_SECOND * poll_seconds)
+
+
+#: The outcome waiter's pace (functions/holdline/logic/outcome.py) and how long one invocation holds at most.
+WAITER_POLL_SECONDS = 0.3
+WAITER_ROUND_SECONDS = 55.0
+#: The polling loop's cycle: the flow's hold prompt with the default hold message (4 s) and its 3 s pause.
+POLLING_CYCLE_SECONDS = 7.0
+
+
+def waiter_per_minute(memory_mb: int) -> TransferCost:
+    """One minute a caller holds, in the async design: the outcome waiter is held the whole minute (GB-s at its
+    MemorySize), reads every 0.3 s, and is invoked again each ~55 s round."""
+    return TransferCost(
+        name="a minute on hold, outcome waiter",
+        transitions=0,
+        lambda_invocations={"OutcomeWaiterFunction": 0},
+        lambda_ms={"OutcomeWaiterFunction": 60_000.0},
+        ddb_reads=math.ceil(60 / WAITER_POLL_SECONDS),
+        ddb_writes=0,
+        memory_mb={"OutcomeWaiterFunction": memory_mb},
+        invocations_override=60 / WAITER_ROUND_SECONDS,
+    )
+
+
+def polling_per_minute(status_ms: float, memory_mb: int) -> TransferCost:
+    """One minute a caller holds, in the polling loop: a status invocation (one read) per hold prompt."""
+    polls = 60 / POLLING_CYCLE_SECONDS
+    return TransferCost(
+        name="a minute on hold, polling loop",
+        transitions=0,
+        lambda_invocations={"StatusFunction": 0},
+        lambda_ms={"StatusFunction": polls * math.ceil(status_ms)},
+        ddb_reads=math.ceil(polls),
+        ddb_writes=0,
+        memory_mb={"StatusFunction": memory_mb},
+        invocations_override=polls,
+    )

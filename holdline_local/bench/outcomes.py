@@ -4,6 +4,7 @@ wrong. Pure functions over what the run observed, so the check itself is unit-te
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,17 @@ class Scenario:
             "toAccount": self.to_account,
             "amount": self.amount,
             "currency": "USD",
+        }
+
+    def event(self) -> dict[str, Any]:
+        """A new call (a fresh ContactId) asking for this transfer."""
+        contact = str(uuid.uuid4())
+        return {
+            "Name": "ContactFlowEvent",
+            "Details": {
+                "ContactData": {"ContactId": contact, "InitialContactId": contact, "Attributes": {}},
+                "Parameters": self.parameters(),
+            },
         }
 
 

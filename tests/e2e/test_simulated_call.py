@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from holdline_local.cli import _lambda_invoker
+from holdline_local.cli import _endpoint_client, _lambda_invoker
 from holdline_local.simulator import SimulatedCall, invoked_functions
 from holdline_local.stack import LocalStack
 from tests.conftest import load_event
@@ -33,7 +33,7 @@ def test_make_demo_call_succeeds_from_the_command_line() -> None:
     assert report["outcome"] == "SUCCEEDED" and report["completed"] is True and report["ending"] == "DISCONNECTED"
     names = [s["name"] for s in report["steps"] if s["kind"] == "invoke"]
     assert names[:2] == ["ConfigLookupFunction", "StarterFunction"] and names[-1] == "ResultsFunction"
-    assert "StatusFunction" in names
+    assert names[2] == "OutcomeWaiterFunction" and "StatusFunction" not in names  # no fallback to polling
     assert all(s["duration_ms"] < s["limit_ms"] for s in report["steps"] if s["kind"] == "invoke")
     assert report["path"][0] == "Enable flow logs" and report["path"][-1] == "Hang up"
 
@@ -48,9 +48,19 @@ def test_demo_prints_a_readable_timeline() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "▶ StarterFunction" in result.stdout and "♪ Play hold message" in result.stdout
+    assert "▶ StarterFunction" in result.stdout and "▷ OutcomeWaiterFunction" in result.stdout
+    assert "♪ Play hold prompt while waiting" in result.stdout and "→ LambdaReturned" in result.stdout
     assert "Outcome: SUCCEEDED" in result.stdout and "Caller hears: Your transfer of 250.00 USD" in result.stdout
     assert "12345" not in result.stdout  # account numbers never shown (the starter answers with a tracker id)
+    # Which clock each figure is on: the caller's (prompts in full) and this machine's (the saga's).
+    assert "t = the caller's clock" in result.stdout and "real = this machine's clock" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if "▶" in line or "♪" in line]
+    caller = [float(line.split("t=")[1].split("s")[0]) for line in lines]
+    real = [float(line.split("real=")[1].split("s")[0]) for line in lines]
+    assert caller == sorted(caller) and real == sorted(real)
+    assert caller[-1] > real[-1]  # prompts play fast on this machine, in full for the caller
+    # A fresh stack: the first call of a function starts its execution environment, and the timeline says so.
+    assert "▶ ConfigLookupFunction" in lines[0] and "(cold start: Init " in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -66,9 +76,12 @@ def test_simulated_outcomes(
     stack: LocalStack, event: str, outcome: str, code: str, ending: str, connect_event: Any
 ) -> None:
     call_event = connect_event(load_event(event)["Details"]["Parameters"])
-    report = SimulatedCall(_lambda_invoker(stack.client("lambda")), call_event, time_scale=0.01).run()
+    report = SimulatedCall(_lambda_invoker(_endpoint_client(stack.endpoint)), call_event, time_scale=0.01).run()
     assert (report.outcome, report.error_code, report.ending) == (outcome, code, ending)
     assert report.completed and report.error_branches == []
+    # Every started transfer was waited for by the outcome waiter, never by the polling loop.
+    assert ("OutcomeWaiterFunction" in invoked_functions(report.steps)) == (outcome != "REJECTED")
+    assert "StatusFunction" not in invoked_functions(report.steps)
     assert "00000402" not in report.caller_hears
     # The branded greeting for the number dialed (the local stack's seeded ConfigTable row).
     assert next(s.name for s in report.steps if s.kind == "prompt").startswith("Welcome to Holdline Bank Premier")
@@ -77,7 +90,23 @@ def test_simulated_outcomes(
 def test_unknown_dialed_number_gets_the_default_line(stack: LocalStack, connect_event: Any) -> None:
     call_event = connect_event(load_event("starter.json")["Details"]["Parameters"])
     call_event["Details"]["ContactData"]["SystemEndpoint"]["Address"] = "+18005550100"
-    report = SimulatedCall(_lambda_invoker(stack.client("lambda")), call_event, time_scale=0.01).run()
+    report = SimulatedCall(_lambda_invoker(_endpoint_client(stack.endpoint)), call_event, time_scale=0.01).run()
     assert report.outcome == "SUCCEEDED"
     assert next(s.name for s in report.steps if s.kind == "prompt").startswith("Thank you for calling Holdline Bank.")
     assert invoked_functions(report.steps)[0] == "ConfigLookupFunction"
+
+
+def test_the_polling_loop_still_serves_a_call_whose_outcome_waiter_is_refused(
+    stack: LocalStack, connect_event: Any
+) -> None:
+    """The flow's fallback against the real functions: the outcome waiter cannot be invoked (a name Lambda does
+    not know), so the call holds through the polling loop and still hears its outcome."""
+    from holdline_local.flows import function_placeholders
+
+    functions = {**function_placeholders(), "OutcomeWaiterFunctionArn": "NoSuchFunction"}
+    call_event = connect_event(load_event("starter.json")["Details"]["Parameters"])
+    invoke = _lambda_invoker(_endpoint_client(stack.endpoint))
+    report = SimulatedCall(invoke, call_event, functions=functions, time_scale=0.01).run()
+    assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED")
+    assert report.error_branches == ["Wait for outcome: INVOKE_REFUSED"] and report.attributes["holdMode"] == "POLLING"
+    assert "StatusFunction" in invoked_functions(report.steps)

@@ -318,7 +318,5 @@ def test_template_keeps_the_connect_facing_functions_inside_connect_limits() -> 
     for name in ("StarterFunction", "StatusFunction", "ResultsFunction"):
         spec = functions[name]
         assert spec.timeout <= 8, name  # Connect waits 8 s at most
-        connect_timeout = Settings.model_validate(
-            {"connect_timeout_seconds": spec.environment["CONNECT_TIMEOUT_SECONDS"]}
-        )
+        connect_timeout = Settings(connect_timeout_seconds=spec.environment["CONNECT_TIMEOUT_SECONDS"])
         assert 1 <= connect_timeout.connect_timeout_seconds <= 8, name

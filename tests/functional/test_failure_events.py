@@ -9,6 +9,7 @@ that function (``stack.as_function``); a lost status event is a disabled rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -306,7 +307,7 @@ def test_sweeper_is_bounded_and_paced(stack: LocalStack, capture: EventCapture) 
 
 def _paced_sweeps(stack: LocalStack, ids: list[str], base: int) -> None:
     with stack.as_function("SweeperFunction"):
-        settings = get_settings().model_copy(update={"sweep_max_items": 3, "sweep_describe_per_second": 4})
+        settings = dataclasses.replace(get_settings(), sweep_max_items=3, sweep_describe_per_second=4)
         now = base + settings.sweep_after_seconds + 10
         pauses: list[float] = []
         report = reconcile.sweep(settings, now=now, sleep=pauses.append)

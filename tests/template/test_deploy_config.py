@@ -17,7 +17,9 @@ def test_samconfig_has_default_and_prod_environments() -> None:
     names = set()
     for environment in ("default", "prod"):
         deploy = config[environment]["deploy"]["parameters"]
-        assert deploy["capabilities"] == "CAPABILITY_IAM"  # named IAM resources are never needed
+        # Named IAM resources are never needed; the nested Connect integration needs AUTO_EXPAND (AWS Serverless
+        # Application Repository guide: "Application Capabilities": nested applications).
+        assert deploy["capabilities"] == "CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
         assert deploy["confirm_changeset"] is True
         overrides = {item.split("=", 1)[0] for item in deploy["parameter_overrides"].split()}
         assert overrides <= parameters, overrides - parameters

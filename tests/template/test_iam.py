@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 
-from holdline_local.flows import function_placeholders
+from holdline_local.flows import CONNECT_APPLICATION, CONNECT_TEMPLATE_PATH, function_placeholders
 from holdline_local.template import TransformFailed, transform
 
 REPO = Path(__file__).resolve().parents[2]
 SAM_PYTHON = REPO / ".venv-sam" / "bin" / "python"
-CONNECT_FACING = {"StarterFunction", "StatusFunction", "ResultsFunction", "ConfigLookupFunction"}
+CONNECT_FACING = {
+    "StarterFunction",
+    "StatusFunction",
+    "ResultsFunction",
+    "ConfigLookupFunction",
+    "OutcomeWaiterFunction",
+}
 # Actions AWS only grants on "*" (they take no resource ARN): X-Ray writes and CloudWatch Logs' log delivery.
 STAR_ONLY_ACTIONS = {
     "xray:PutTraceSegments",
@@ -42,15 +48,20 @@ ALLOWED_MANAGED = {
 
 
 @cache
-def transformed() -> dict[str, Any]:
+def transformed(path: Path = REPO / "template.yaml") -> dict[str, Any]:
     try:
-        return transform()
+        return transform(path)
     except TransformFailed as failure:
         pytest.fail(str(failure))
 
 
-def resources(kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in transformed()["Resources"].items() if v["Type"] == kind}
+def resources(kind: str, path: Path = REPO / "template.yaml") -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in transformed(path)["Resources"].items() if v["Type"] == kind}
+
+
+def connect_template() -> dict[str, Any]:
+    """The nested Connect integration (connect/template.yaml), as CloudFormation will see it."""
+    return transformed(CONNECT_TEMPLATE_PATH)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -92,8 +103,8 @@ def test_starter_may_only_create_the_tracker_row_and_start_this_state_machine() 
     }
 
 
-@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction"])
-def test_status_and_results_may_only_read_one_tracker_row(function: str) -> None:
+@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction", "OutcomeWaiterFunction"])
+def test_status_results_and_the_outcome_waiter_may_only_read_one_tracker_row(function: str) -> None:
     assert grants(f"{function}Role") == {"dynamodb:GetItem": [TRACKER]}
 
 
@@ -141,33 +152,43 @@ def test_no_function_can_scan_or_describe_executions() -> None:
 
 
 def test_connect_may_invoke_only_the_connect_facing_functions_of_this_instance_and_account() -> None:
-    permissions = resources("AWS::Lambda::Permission")
-    connect = {k: v for k, v in permissions.items() if v["Properties"]["Principal"] == "connect.amazonaws.com"}
-    invoked = {p["Properties"]["FunctionName"]["Fn::GetAtt"][0] for p in connect.values()}
-    assert invoked == CONNECT_FACING == set(function_placeholders().values())
+    # The nested template grants Connect each function the parent passes it, by ARN...
+    application = transformed()["Resources"][CONNECT_APPLICATION]
+    assert application["Type"] == "AWS::CloudFormation::Stack" and application["Condition"] == "HasConnectInstance"
+    passed = application["Properties"]["Parameters"]
+    assert passed["ConnectInstanceArn"] == {"Ref": "ConnectInstanceArn"}
+    connect = resources("AWS::Lambda::Permission", CONNECT_TEMPLATE_PATH)
+    invoked = set()
     for name, permission in connect.items():
         properties = permission["Properties"]
-        assert permission["Condition"] == "HasConnectInstance", name
+        function = passed[properties["FunctionName"]["Ref"]]
+        assert function["Fn::GetAtt"][1] == "Arn", name
+        invoked.add(function["Fn::GetAtt"][0])
+        assert properties["Principal"] == "connect.amazonaws.com", name
         assert properties["Action"] == "lambda:InvokeFunction", name
         assert properties["SourceArn"] == {"Ref": "ConnectInstanceArn"}, name
         assert properties["SourceAccount"] == {"Ref": "AWS::AccountId"}, name
-    # Nothing else may invoke anything: besides Connect, only EventBridge, and only from a rule of this stack.
-    for name, permission in permissions.items():
+    assert invoked == CONNECT_FACING == set(function_placeholders().values())
+    # ...and nothing else: no role, no other grant, only the integration's own kinds of resource.
+    kinds = {resource["Type"] for resource in connect_template()["Resources"].values()}
+    assert kinds == {"AWS::Lambda::Permission", "AWS::Connect::IntegrationAssociation", "AWS::Connect::ContactFlow"}
+    # In the parent, nothing else may invoke anything: only EventBridge, and only from a rule of this stack.
+    for name, permission in resources("AWS::Lambda::Permission").items():
         properties = permission["Properties"]
-        if properties["Principal"] == "connect.amazonaws.com":
-            continue
         assert properties["Principal"] == "events.amazonaws.com", name
         rule = properties["SourceArn"]["Fn::GetAtt"]
         assert transformed()["Resources"][rule[0]]["Type"] == "AWS::Events::Rule" and rule[1] == "Arn", name
 
 
 def test_contact_flow_is_deployed_only_with_an_instance_and_a_queue() -> None:
-    template = transformed()
-    assert template["Resources"]["TransferContactFlow"]["Condition"] == "DeployContactFlow"
-    condition = json.dumps(template["Conditions"]["DeployContactFlow"])
-    assert "HasConnectInstance" in condition and "ConnectFallbackQueueArn" in condition
-    for association in resources("AWS::Connect::IntegrationAssociation").values():
-        assert association["Condition"] == "HasConnectInstance"
+    assert "ConnectInstanceArn" in json.dumps(transformed()["Conditions"]["HasConnectInstance"])
+    nested = connect_template()
+    assert nested["Resources"]["TransferContactFlow"]["Condition"] == "DeployContactFlow"
+    assert "ConnectFallbackQueueArn" in json.dumps(nested["Conditions"]["DeployContactFlow"])
+    for association in resources("AWS::Connect::IntegrationAssociation", CONNECT_TEMPLATE_PATH).values():
+        assert association["Properties"]["InstanceId"] == {"Ref": "ConnectInstanceArn"}
+    # The parent no longer holds any of it.
+    assert not resources("AWS::Connect::IntegrationAssociation") and not resources("AWS::Connect::ContactFlow")
 
 
 def test_tables_encrypted_with_point_in_time_recovery() -> None:

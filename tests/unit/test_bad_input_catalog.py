@@ -3,7 +3,8 @@ nothing is written, started, or even asked of AWS.
 
 An entry starts from events/starter.json (with a fresh ContactId) and changes it: ``event`` replaces it
 whole, ``set`` / ``delete`` change dotted paths, ``repeat`` sets a path to one character repeated (oversized
-values without a megabyte of JSON in the file). ``handler`` is starter (default), status or results.
+values without a megabyte of JSON in the file). ``handler`` is starter (default), status, results or
+outcome_waiter.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ import pytest
 
 from holdline.connect import MAX_ANSWER_BYTES
 from holdline.dal import aws
-from holdline.handlers import results, starter, status
+from holdline.handlers import outcome_waiter, results, starter, status
 from holdline_local.stack import LocalStack
 from tests.conftest import load_event
 from tests.faults import FaultyClients
 from tests.helpers import executions
 
 CATALOG: list[dict[str, Any]] = json.loads((Path(__file__).parents[1] / "events" / "bad_events.json").read_text())
-HANDLERS = {"starter": starter.handler, "status": status.handler, "results": results.handler}
+HANDLERS = {
+    "starter": starter.handler,
+    "status": status.handler,
+    "results": results.handler,
+    "outcome_waiter": outcome_waiter.handler,
+}
 MISSING = object()
 
 

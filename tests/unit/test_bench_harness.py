@@ -158,3 +158,55 @@ def test_report_says_when_a_target_is_missed_and_when_a_run_failed() -> None:
     assert "**2.00x** | **NOT met**" in text
     assert "coldstart did not complete" in text
     assert "**FAIL (1 problems)**" in text and "call 0 (success): lost" in text
+
+
+def test_a_minute_on_hold_prices_the_waiter_held_against_the_polls_it_replaces() -> None:
+    waiter = costmodel.waiter_per_minute(128).per_million()
+    assert waiter["Lambda duration"] == Decimal("125.00")  # 60 s x 0.125 GB x $0.0000166667 x 1M
+    assert waiter["DynamoDB reads"] == Decimal("50.00")  # a read every 0.3 s: 200 x $0.25 per 1M
+    polling = costmodel.polling_per_minute(15.0, 512).per_million()
+    assert polling["Lambda requests"] == Decimal("1.71")  # 60 / 7 s = 8.57 polls x $0.20 per 1M
+    assert polling["DynamoDB reads"] == Decimal("2.25")  # 9 reads
+    assert polling["Lambda duration"] == Decimal("1.07")  # 8.57 x 15 ms x 0.5 GB
+    assert waiter["total"] > 20 * polling["total"]
+
+
+def test_the_latency_designs_differ_only_in_how_the_caller_holds() -> None:
+    from holdline_local.bench.latency import design_flow
+    from holdline_local.simulator import check_flow
+
+    shipped, polling = design_flow(polling=False), design_flow(polling=True)
+    assert check_flow(shipped) == [] and check_flow(polling) == []
+    names = {a["Identifier"] for a in polling["Actions"]}
+    assert "Wait for outcome" not in names and "Hold loop" in names
+    assert {a["Identifier"] for a in shipped["Actions"]} == names | {
+        "Outcome rounds",
+        "Wait for outcome",
+        "Hold for outcome",
+        "Play hold prompt while waiting",
+        "Pause while waiting",
+        "Pause a second while waiting",
+        "Load outcome",
+        "Outcome known",
+        "Fall back to polling",
+    }
+    short = design_flow(polling=False, from_starter_to_outcome=True)
+    assert short["StartAction"] == "Start transfer"
+    announce = next(a for a in short["Actions"] if a["Identifier"] == "Announce result")
+    assert announce["Transitions"]["NextAction"] == "Hang up"
+
+
+def test_report_judges_the_outcome_waiters_p95_against_its_goal() -> None:
+    from holdline_local.bench.report import render
+
+    def results(p95: float) -> dict[str, Any]:
+        design = {"n": 3, "p50_s": 0.2, "p95_s": p95, "max_s": p95, "waiter_held_s": 4.0, "waiter_reads": 14.0}
+        latency = {
+            "first_settlement_s": 1.0, "hold_prompt_s": 7.0, "offsets": 3, "workers": 2, "problems": [],
+            "designs": {"polling": {**design, "p95_s": 6.9}, "async": design},
+        }  # fmt: skip
+        machine = {"cores": "2", "memory": "1 GiB", "cpu": "x", "os": "linux", "python": "3.11", "moto": "5"}
+        return {"machine": machine, "errors": {}, "elapsed": {}, "total_s": 1.0, "command": "x", "latency": latency}
+
+    assert "| async | 3 | 0.20 s | **0.40 s** | 0.40 s | met |" in render(results(0.4))
+    assert "| async | 3 | 0.20 s | **1.20 s** | 1.20 s | **NOT met** |" in render(results(1.2))

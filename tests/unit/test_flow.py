@@ -1,4 +1,6 @@
-"""The shipped Connect flow: Connect's rules (static and at run time) and every path a caller can take.
+"""The shipped Connect flow: Connect's rules (static and at run time), the nested template that deploys it,
+and every path a caller can take through the polling loop (the outcome waiter's paths, and each fallback from
+them to the polling loop: tests/unit/test_flow_async.py).
 
 The functions here are fakes (answers chosen per test) so that each branch of the flow is reached on purpose;
 tests/e2e/test_simulated_call.py drives the same flow against the real handlers on the local stack.
@@ -8,60 +10,25 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from holdline_local.flows import FLOW_PATH, function_placeholders, load_flow, template_flow
+from holdline_local.flows import (
+    CONNECT_TEMPLATE_PATH,
+    FLOW_PATH,
+    function_placeholders,
+    invoked_placeholders,
+    missing_in_parent,
+    render_connect_template,
+    template_flow,
+)
 from holdline_local.simulator import FlowRuleViolation, SimulatedCall, check_flow, invoked_functions
 from tests.conftest import load_event
+from tests.flow_fakes import DONE, FLOW, POLLING, RUNNING, STARTED, Functions, action, call, edited
 
-FLOW = load_flow()
-
-CONFIG = {"language": "en-US", "greeting": "Welcome to Test Bank.", "holdPrompt": "Still working.", "found": "true"}
-STARTED = {"status": "STARTED", "trackerId": "transfer-1", "nextPollSeconds": "3"}
-RUNNING = {"status": "RUNNING", "step": "DEBITING", "keepWaiting": "true", "nextPollSeconds": "3"}
-DONE = {"status": "SUCCEEDED", "step": "DONE", "keepWaiting": "false"}
-SUCCEEDED = {"status": "SUCCEEDED", "confirmationNumber": "HL1", "amount": "250.00", "currency": "USD"}
-
-
-def _action(flow: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(a for a in flow["Actions"] if a["Identifier"] == name)
-
-
-def _edited(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    flow = copy.deepcopy(FLOW)
-    edit(flow)
-    return flow
-
-
-class Functions:
-    """Fake functions: each name answers from a list (the last answer repeats); records every event."""
-
-    def __init__(self, **answers: Any) -> None:
-        defaults: dict[str, Any] = {
-            "ConfigLookupFunction": [CONFIG],
-            "StarterFunction": [STARTED],
-            "StatusFunction": [RUNNING, DONE],
-            "ResultsFunction": [SUCCEEDED],
-        }
-        defaults.update(answers)
-        self.answers = {name: list(value) if isinstance(value, list) else [value] for name, value in defaults.items()}
-        self.events: list[tuple[str, Mapping[str, Any]]] = []
-
-    def __call__(self, function: str, event: Mapping[str, Any]) -> tuple[Any, str | None]:
-        self.events.append((function, event))
-        queue = self.answers[function]
-        answer = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(answer, Exception):
-            return {"errorType": type(answer).__name__, "errorMessage": str(answer)}, "Unhandled"
-        return answer, None
-
-
-def call(functions: Functions, **options: Any) -> Any:
-    options.setdefault("time_scale", 0)
-    return SimulatedCall(functions, load_event("starter.json"), **options).run()
+_action, _edited = action, edited
 
 
 # ---- the shipped flow and the template ------------------------------------------------------------------
@@ -69,33 +36,61 @@ def test_shipped_flow_keeps_every_rule() -> None:
     assert check_flow(FLOW) == []
 
 
-def test_template_deploys_exactly_the_shipped_flow() -> None:
-    deployed, variables = template_flow()
-    assert deployed == FLOW, "run `make flow-sync` after editing flows/transfer-flow.json"
-    # Every function placeholder in the flow is substituted with a function of this template, and back.
-    used = {a["Parameters"]["LambdaFunctionARN"] for a in FLOW["Actions"] if a["Type"] == "InvokeLambdaFunction"}
-    assert used == {f"${{{name}}}" for name in function_placeholders()}
+def test_the_nested_template_deploys_exactly_the_shipped_flow() -> None:
+    assert CONNECT_TEMPLATE_PATH.read_text() == render_connect_template(FLOW), (
+        "run `make flow-sync` after editing flows/transfer-flow.json"
+    )
+    assert template_flow() == FLOW
+    # Every function the flow invokes is passed to the nested template as a function of template.yaml, and back.
+    assert invoked_placeholders(FLOW) == [
+        "ConfigLookupFunctionArn",
+        "StarterFunctionArn",
+        "OutcomeWaiterFunctionArn",
+        "StatusFunctionArn",
+        "ResultsFunctionArn",
+    ]
+    assert set(function_placeholders()) == set(invoked_placeholders(FLOW)) and missing_in_parent() == []
     assert set(function_placeholders().values()) == {
         "ConfigLookupFunction",
         "StarterFunction",
+        "OutcomeWaiterFunction",
         "StatusFunction",
         "ResultsFunction",
     }
-    assert set(variables) == set(function_placeholders())  # the queue ARN comes from the parameter itself
     assert "${ConnectFallbackQueueArn}" in FLOW_PATH.read_text()
+
+
+def test_the_nested_template_follows_the_functions_the_flow_names() -> None:
+    from holdline_local import flows
+
+    flow = _edited(
+        lambda f: _action(f, "Read result")["Parameters"].__setitem__("LambdaFunctionARN", "${XFunctionArn}")
+    )
+    rendered = flows.render_connect_template(flow)
+    assert "  XFunctionArn:" in rendered and "XConnectPermission" in rendered and "ResultsConnect" not in rendered
+    with pytest.raises(ValueError, match="BucketName"):
+        flows.render_connect_template(
+            _edited(lambda f: _action(f, "Say goodbye")["Parameters"].update(Text="${BucketName}"))
+        )
 
 
 def test_every_lambda_block_leaves_headroom_under_connects_limit() -> None:
     from holdline_local.template import read_stack
 
     functions = read_stack().functions
-    for action in FLOW["Actions"]:
-        if action["Type"] != "InvokeLambdaFunction":
+    for block_action in FLOW["Actions"]:
+        if block_action["Type"] != "InvokeLambdaFunction":
             continue
-        placeholder = action["Parameters"]["LambdaFunctionARN"][2:-1]
-        block = int(action["Parameters"]["InvocationTimeLimitSeconds"])
-        assert block <= 6, action["Identifier"]  # Connect allows 8; its retries need time inside the block
-        assert functions[function_placeholders()[placeholder]].timeout <= block, action["Identifier"]
+        parameters = block_action["Parameters"]
+        function = functions[function_placeholders()[parameters["LambdaFunctionARN"][2:-1]]]
+        block = int(parameters["InvocationTimeLimitSeconds"])
+        if parameters["InvocationType"] == "ASYNCHRONOUS":
+            # Connect allows 60; the function answers a margin before the limit it is told, which is this block's.
+            assert block <= 60 and function.timeout <= block, block_action["Identifier"]
+            assert function.environment["CONNECT_ASYNC_TIMEOUT_SECONDS"] == str(block), block_action["Identifier"]
+        else:
+            # Connect allows 8; its retries need time inside the block
+            assert block <= 6 and function.timeout <= block, block_action["Identifier"]
 
 
 # ---- a flow edited so that it breaks a rule is refused -------------------------------------------------
@@ -105,6 +100,42 @@ def _set_timeout(value: Any) -> Callable[[dict[str, Any]], None]:
 
 def _drop_errors(name: str) -> Callable[[dict[str, Any]], None]:
     return lambda f: _action(f, name)["Transitions"].pop("Errors")
+
+
+def _set(name: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda f: _action(f, name)["Parameters"].__setitem__(key, value)
+
+
+def _next(name: str, target: str) -> Callable[[dict[str, Any]], None]:
+    return lambda f: _action(f, name)["Transitions"].__setitem__("NextAction", target)
+
+
+def _spin_in_the_continue_branch(flow: dict[str, Any]) -> None:
+    flow["Actions"].append(
+        {
+            "Identifier": "Spin",
+            "Type": "Loop",
+            "Parameters": {"LoopCount": "3"},
+            "Transitions": {
+                "Conditions": [
+                    {"NextAction": "Spin", "Condition": {"Operator": "Equals", "Operands": [operand]}}
+                    for operand in ("ContinueLooping", "DoneLooping")
+                ]
+            },
+        }
+    )
+    for condition in _action(flow, WAIT)["Transitions"]["Conditions"]:
+        if condition["Condition"]["Operands"] == ["Continue"]:
+            condition["NextAction"] = "Spin"
+
+
+def _no_wait_mode(flow: dict[str, Any]) -> None:
+    parameters = _action(flow, WAIT)["Parameters"]
+    parameters.pop("InterruptibleEvents")
+    parameters.pop("ContinueExecution")
+
+
+WAITER, WAIT, HOLD, LOAD = "Wait for outcome", "Hold for outcome", "Play hold prompt while waiting", "Load outcome"
 
 
 def _retarget(name: str, error_type: str, target: str) -> Callable[[dict[str, Any]], None]:
@@ -128,10 +159,23 @@ def _retarget(name: str, error_type: str, target: str) -> Callable[[dict[str, An
             ),
             "STRING_MAP",
         ),
-        (
-            lambda f: _action(f, "Read result")["Parameters"].__setitem__("InvocationType", "ASYNCHRONOUS"),
-            "SYNCHRONOUS",
-        ),
+        # The asynchronous invocation, its Wait and "Load Lambda result".
+        (_set(WAITER, "InvocationTimeLimitSeconds", "61"), "InvocationTimeLimitSeconds '61' is not a whole number"),
+        (lambda f: _action(f, WAITER)["Parameters"]["ResponseValidation"].update(ResponseType="XML"), "or JSON"),
+        (_set(WAITER, "InvocationType", "EVENT"), "SYNCHRONOUS or ASYNCHRONOUS"),
+        (_set("Read result", "InvocationType", "ASYNCHRONOUS"), "Read result: an asynchronous invocation must be"),
+        (_next(WAITER, "Load outcome"), "Wait for outcome: an asynchronous invocation must be followed by a Wait"),
+        (_set(WAIT, "TimeLimitSeconds", "30"), "shorter than the invocation's limit"),
+        (_set(WAIT, "TimeLimitSeconds", "0"), "TimeLimitSeconds '0'"),
+        (_no_wait_mode, "on a voice call a Wait needs ContinueExecution TRUE or a LambdaReturned event"),
+        (_set(WAIT, "ContinueExecution", "FALSE"), "conditions must be exactly ['LambdaReturned', 'WaitCompleted']"),
+        (lambda f: f["Metadata"].__setitem__("type", "agentWhisper"), "only in inbound and customer-queue flows"),
+        (_next(HOLD, "Hold for outcome"), "a Wait cannot sit in a Continue branch"),
+        (_next(HOLD, "Fall back to polling"), "Continue branch may only play prompts, not UpdateContactAttributes"),
+        (_spin_in_the_continue_branch, "Continue branch loops without playing a prompt"),
+        (_drop_errors(LOAD), "Load outcome: no InProgress branch"),
+        (_set(LOAD, "LambdaInvocationId", "abc"), "LambdaInvocationId must be a reference"),
+        (_retarget(LOAD, "InProgress", "Hang up"), "Load outcome: its Error branch ends the call"),
         (_drop_errors("Start transfer"), "Start transfer: no NoMatchingError branch"),
         (_drop_errors("Transfer to agent"), "Transfer to agent: no NoMatchingError branch"),
         (_drop_errors("Check start"), "Check start: no NoMatchingCondition branch"),
@@ -165,14 +209,14 @@ def test_the_cli_refuses_a_broken_flow_file(tmp_path: Any) -> None:
 
 # ---- every path a caller can take ------------------------------------------------------------------------
 def test_success_path() -> None:
-    functions = Functions()
-    report = call(functions)
+    functions = Functions(OutcomeWaiterFunction=[RUNNING, DONE])
+    report = call(functions, latency=lambda f: 30.0 if f == "OutcomeWaiterFunction" else 0.0)
     assert (report.outcome, report.ending, report.error_branches) == ("SUCCEEDED", "DISCONNECTED", [])
     assert invoked_functions(report.steps) == [
         "ConfigLookupFunction",
         "StarterFunction",
-        "StatusFunction",
-        "StatusFunction",
+        "OutcomeWaiterFunction",
+        "OutcomeWaiterFunction",
         "ResultsFunction",
     ]
     assert report.tracker_id == "transfer-1" and report.attributes["confirmationNumber"] == "HL1"
@@ -187,10 +231,30 @@ def test_success_path() -> None:
         "amount": "250.00",
         "currency": "USD",
     }
-    polls = [e for f, e in functions.events if f in {"StatusFunction", "ResultsFunction"}]
+    polls = [e for f, e in functions.events if f in {"OutcomeWaiterFunction", "ResultsFunction"}]
     assert all(e["Details"]["Parameters"] == {"trackerId": "transfer-1"} for e in polls)
     assert all(e["Details"]["ContactData"]["Attributes"]["trackerId"] == "transfer-1" for e in polls)
-    assert report.attributes["language"] == "en-US"
+    assert report.attributes["language"] == "en-US" and "holdMode" not in report.attributes
+
+
+def test_polling_success_path_when_the_outcome_waiter_fails() -> None:
+    functions = Functions(**POLLING)
+    report = call(functions)
+    assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED") and report.completed
+    assert invoked_functions(report.steps) == [
+        "ConfigLookupFunction",
+        "StarterFunction",
+        "OutcomeWaiterFunction",
+        "StatusFunction",
+        "StatusFunction",
+        "ResultsFunction",
+    ]
+    assert report.error_branches == ["Load outcome: LAMBDA_EXCEPTION"] and report.attributes["holdMode"] == "POLLING"
+    # Connect retried the failing waiter within its block, as it does any Lambda that returns an error.
+    assert len(functions.called("OutcomeWaiterFunction")) == 4
+    polls = functions.called("StatusFunction")
+    assert all(e["Details"]["Parameters"] == {"trackerId": "transfer-1"} for e in polls)
+    assert [s.name for s in report.steps if s.kind == "prompt"][-4] == "Still working."  # the polling loop's prompt
 
 
 @pytest.mark.parametrize(
@@ -261,14 +325,14 @@ def test_slow_starter_times_out_at_the_blocks_own_limit() -> None:
     ],
 )
 def test_connect_rules_take_the_error_branch(status_answer: Any, reason: str) -> None:
-    report = call(Functions(StatusFunction=status_answer))
+    report = call(Functions(**POLLING, StatusFunction=status_answer))
     assert (report.outcome, report.error_code, report.ending) == ("ERROR_BRANCH", reason, "QUEUED_FOR_AGENT")
     assert not report.completed
     assert "ResultsFunction" not in invoked_functions(report.steps)
 
 
 def test_unexpected_poll_answer_goes_to_an_agent() -> None:
-    report = call(Functions(StatusFunction={"status": "NOT_FOUND", "keepWaiting": "maybe"}))
+    report = call(Functions(**POLLING, StatusFunction={"status": "NOT_FOUND", "keepWaiting": "maybe"}))
     assert (report.outcome, report.ending) == ("ERROR_BRANCH", "QUEUED_FOR_AGENT")
 
 
@@ -304,19 +368,19 @@ def test_results_not_final_goes_to_an_agent() -> None:
 
 def test_hold_exceeded_by_status_offers_a_callback() -> None:
     exceeded = {"status": "RUNNING", "keepWaiting": "false", "holdExceeded": "true"}
-    report = call(Functions(StatusFunction=exceeded))
+    report = call(Functions(**POLLING, StatusFunction=exceeded))
     assert (report.outcome, report.ending) == ("HOLD_EXCEEDED", "CALLBACK_CREATED")
     assert "ResultsFunction" not in invoked_functions(report.steps)
     assert "call you back" in report.caller_hears
 
 
 def test_the_flows_own_loop_guard_ends_an_endless_hold() -> None:
-    report = call(Functions(StatusFunction=RUNNING))
+    report = call(Functions(**POLLING, StatusFunction=RUNNING))
     assert (report.outcome, report.ending) == ("HOLD_EXCEEDED", "CALLBACK_CREATED")
     assert invoked_functions(report.steps).count("StatusFunction") == 100  # LoopCount
     # Each poll came after a hold prompt with its 3 s pause: the chain limit never came close.
     assert max(s.at for s in report.steps) > 100 * 3
-    assert not report.error_branches
+    assert report.error_branches == ["Load outcome: LAMBDA_EXCEPTION"]  # only the fallback to the polling loop
 
 
 def test_full_queue_offers_a_callback_instead() -> None:
@@ -329,7 +393,7 @@ def test_no_callback_number_ends_politely() -> None:
     event = load_event("starter.json")
     event["Details"]["ContactData"]["CustomerEndpoint"] = {"Address": "anonymous", "Type": "TELEPHONE_NUMBER"}
     exceeded = {"status": "RUNNING", "keepWaiting": "false", "holdExceeded": "true"}
-    report = SimulatedCall(Functions(StatusFunction=exceeded), event, time_scale=0).run()
+    report = SimulatedCall(Functions(**POLLING, StatusFunction=exceeded), event, time_scale=0).run()
     assert (report.outcome, report.ending) == ("HOLD_EXCEEDED", "DISCONNECTED")
     assert report.caller_hears.endswith("Please call again later.")
 

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -63,3 +65,42 @@ def test_the_local_runtime_has_the_functions_pins_and_the_runtimes_sdk() -> None
         if name in constraints:
             assert constraints[name] == version, name
     assert "moto" not in constraints and "holdline" not in constraints
+
+
+# The Connect-facing handlers whose cold start is on the caller's line: none may import pydantic (status,
+# results and the outcome waiter never validate a request; the starter's transfer model is plain code) nor
+# the X-Ray SDK (the Connect path makes no Powertools Tracer). Import time itself is `make bench`'s business.
+CONNECT_FACING_MODULES = [
+    "holdline.handlers.starter",
+    "holdline.handlers.status",
+    "holdline.handlers.results",
+    "holdline.handlers.config_lookup",
+]
+HEAVY_AT_IMPORT = ("pydantic", "pydantic_core", "aws_xray_sdk")
+
+
+@pytest.mark.parametrize("module", CONNECT_FACING_MODULES)
+def test_connect_facing_handlers_import_no_pydantic_and_no_xray_sdk(module: str) -> None:
+    # A fresh interpreter with a deployed function's environment: Tracing Active sets the function name.
+    code = (
+        f"import sys, {module}; "
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_AT_IMPORT!r})); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "AWS_LAMBDA_FUNCTION_NAME": "f", "AWS_REGION": "us-east-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO / "functions", env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_import_guard_sees_a_heavy_import() -> None:
+    """The guard above can fail: the follow-up model is pydantic, so importing it is caught."""
+    code = (
+        "import sys, holdline.models.follow_up; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_AT_IMPORT!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO / "functions", capture_output=True, text=True, check=True
+    )
+    assert "pydantic" in result.stdout

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from holdline.config import get_settings
 from holdline.connect import MAX_ANSWER_BYTES
 from holdline.dal import aws
-from holdline.handlers import results, starter, status
+from holdline.handlers import outcome_waiter, results, starter, status
 from holdline.models.requests import TransferRequest, parse_request
 from tests.conftest import FakeLambdaContext, load_event
 
@@ -201,7 +201,7 @@ def test_status_and_results_always_answer_a_flat_map(event: Any, tracker_id: Any
     if isinstance(event, dict) and isinstance(event.get("Details"), dict):
         event["Details"]["Parameters"] = {"trackerId": tracker_id}
     with mock.patch.object(aws, "client", fake):
-        for handler in (status.handler, results.handler):
+        for handler in (status.handler, results.handler, outcome_waiter.handler):
             answer = handler(event, FakeLambdaContext())
             _assert_flat(answer)
             assert answer["status"] in {"SUCCEEDED", "NOT_FOUND", "REJECTED"}, answer

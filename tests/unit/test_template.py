@@ -20,6 +20,8 @@ def test_logical_ids_the_tools_use() -> None:
         "StarterFunction": "AWS::Serverless::Function",
         "StatusFunction": "AWS::Serverless::Function",
         "ResultsFunction": "AWS::Serverless::Function",
+        "OutcomeWaiterFunction": "AWS::Serverless::Function",
+        "ConnectIntegration": "AWS::Serverless::Application",
         "DebitFunction": "AWS::Serverless::Function",
         "CreditFunction": "AWS::Serverless::Function",
         "ConfirmFunction": "AWS::Serverless::Function",
@@ -61,9 +63,28 @@ def test_every_handler_resolves_to_a_callable() -> None:
         assert spec.code_uri == REPO / "functions"
 
 
+def test_the_local_reader_reads_the_nested_connect_integration_under_its_conditions() -> None:
+    assert read_stack().nested == {}  # no ConnectInstanceArn: no nested stack
+    instance = "arn:aws:connect:us-east-1:123456789012:instance/00000000-0000-4000-8000-000000000000"
+    with_instance = read_stack(parameter_overrides={"ConnectInstanceArn": instance})
+    assert with_instance.nested["ConnectIntegration"].template_path == REPO / "connect" / "template.yaml"
+    permissions = with_instance.of_type("AWS::Lambda::Permission")
+    assert "ConnectIntegration.OutcomeWaiterConnectPermission" in permissions
+    assert "ConnectIntegration.TransferContactFlow" not in with_instance.others  # no queue: no flow
+    queue = f"{instance}/queue/00000000-0000-4000-8000-000000000001"
+    with_queue = read_stack(parameter_overrides={"ConnectInstanceArn": instance, "ConnectFallbackQueueArn": queue})
+    assert with_queue.others["ConnectIntegration.TransferContactFlow"][0] == "AWS::Connect::ContactFlow"
+
+
 def test_cfn_lint_is_clean() -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(REPO / "template.yaml")],
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--format",
+            "json",
+            str(REPO / "template.yaml"),
+            str(REPO / "connect" / "template.yaml"),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING
 
 from holdline.config import get_settings
 from holdline.connect import ContactFlowEvent, connect_handler
 from holdline.logic.tracking import status
 from holdline.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @connect_handler

@@ -7,7 +7,7 @@ import re
 import time
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from holdline.config import Settings
 from holdline.dal import tracker_table
@@ -23,10 +23,14 @@ def _not_found() -> dict[str, Any]:
     return {"status": "NOT_FOUND", "keepWaiting": False, "errorCode": "NOT_FOUND"}
 
 
-def _read(tracker_id: object, now: float) -> dict[str, Any] | None:
-    # Tracker ids are execution names we made ([a-z0-9-], 80 at most): anything else is not one of ours,
-    # and costs no read.
-    if not isinstance(tracker_id, str) or not _TRACKER_ID.fullmatch(tracker_id):
+def is_tracker_id(value: object) -> TypeGuard[str]:
+    """Tracker ids are execution names we made ([a-z0-9-], 80 at most): anything else is not one of ours."""
+    return isinstance(value, str) and bool(_TRACKER_ID.fullmatch(value))
+
+
+def read_row(tracker_id: object, now: float) -> dict[str, Any] | None:
+    # Not one of our ids: no such row, and it costs no read.
+    if not is_tracker_id(tracker_id):
         return None
     # The execution is named after the tracker: both ids correlate the flow's logs with the saga's.
     logger.append_keys(trackerId=tracker_id, executionName=tracker_id)
@@ -58,7 +62,15 @@ def next_poll_seconds(row: dict[str, Any], workflow: Workflow | None, settings: 
 
 def status(tracker_id: object, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    row = _read(tracker_id, now)
+    answer = status_answer(read_row(tracker_id, now), settings, now)
+    facts = ("status", "step", "keepWaiting", "elapsedSeconds")
+    logger.info("status answered", extra={k: answer.get(k) for k in facts})
+    return answer
+
+
+def status_answer(row: dict[str, Any] | None, settings: Settings, now: float) -> dict[str, Any]:
+    """The status answer for a tracker row (None: no such row, or expired). Shared by the status function's
+    one read and the outcome waiter's repeated reads."""
     if row is None:
         return _not_found()
     elapsed = max(0, int(now - int(row.get("createdAt", now))))
@@ -79,13 +91,12 @@ def status(tracker_id: object, settings: Settings, *, now: float | None = None) 
         answer["holdExceeded"] = True
     if answer["keepWaiting"]:
         answer["nextPollSeconds"] = next_poll_seconds(row, workflow, settings, now)
-    logger.info("status answered", extra={k: answer[k] for k in ("status", "step", "keepWaiting", "elapsedSeconds")})
     return answer
 
 
 def results(tracker_id: object, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    row = _read(tracker_id, now)
+    row = read_row(tracker_id, now)
     if row is None:
         return _not_found()
     state = str(row["status"])

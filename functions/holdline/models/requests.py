@@ -9,95 +9,102 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from typing import TYPE_CHECKING, Any
 
 from holdline.config import CURRENCY_MINOR_DIGITS, Settings
 from holdline.errors import RequestRejected
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 # Digits, an optional point and more digits, ASCII only: no sign, exponent, separators or Unicode digits.
 _AMOUNT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?", re.ASCII)
 _ACCOUNT = re.compile(r"[A-Za-z0-9-]{4,34}", re.ASCII)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
-# What each pydantic error type means to a flow. Our own checks raise PydanticCustomError with the code as type.
+# What each pydantic error type means to a flow (the follow-up model). Its own checks raise
+# PydanticCustomError with the code as type.
 _PYDANTIC_CODES = {"missing": "MISSING_PARAMETER"}
+_MISSING = object()
 
 
-def _reject(code: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(code, message)
+def _parameter(parameters: Mapping[str, Any], alias: str, name: str) -> Any:
+    """A flow parameter by its flow name (``fromAccount``), else by its field name (``from_account``)."""
+    if alias in parameters:
+        return parameters[alias]
+    return parameters.get(name, _MISSING)
 
 
-class TransferRequest(BaseModel):
-    """Parameters of a money transfer, as the flow sends them (all strings)."""
+def _account(value: Any) -> str:
+    if value is _MISSING:
+        raise RequestRejected("MISSING_PARAMETER", "A required detail is missing.")
+    if not isinstance(value, str) or not value:
+        code = "MISSING_PARAMETER" if value in (None, "") else "INVALID_PARAMETER"
+        raise RequestRejected(code, "A required detail is missing." if code == "MISSING_PARAMETER" else _NOT_VALID)
+    if not _ACCOUNT.fullmatch(value):
+        raise RequestRejected("INVALID_ACCOUNT", "That account number is not valid.")
+    return value
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    from_account: str = Field(alias="fromAccount")
-    to_account: str = Field(alias="toAccount")
+def _amount(value: Any) -> Decimal:
+    if value is _MISSING or value is None or value == "":
+        raise RequestRejected("MISSING_PARAMETER", "A required detail is missing.")
+    if not isinstance(value, str) or not _AMOUNT.fullmatch(value):
+        raise RequestRejected("INVALID_AMOUNT", "That amount is not valid.")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern already guarantees a number
+        raise RequestRejected("INVALID_AMOUNT", "That amount is not valid.") from exc
+    if amount <= 0:
+        raise RequestRejected("INVALID_AMOUNT", "The amount must be more than zero.")
+    return amount
+
+
+def _currency(value: Any, settings: Settings) -> str:
+    if value is _MISSING or value is None or value == "":
+        return settings.default_currency
+    if not isinstance(value, str) or value not in settings.allowed_currencies:
+        raise RequestRejected("UNSUPPORTED_CURRENCY", "That currency is not supported.")
+    return value
+
+
+_NOT_VALID = "A detail of that request is not valid."
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Parameters of a money transfer, as the flow sends them (all strings).
+
+    Plain code, not a pydantic model: it is the starter's every-call path and the checks were all our own
+    anyway; leaving pydantic out keeps the starter's cold import near a bare boto3 (BENCHMARKS.md).
+    """
+
+    from_account: str
+    to_account: str
     amount: Decimal
-    currency: str = Field(default="", validate_default=True)
+    currency: str
 
-    @field_validator("from_account", "to_account", mode="before")
     @classmethod
-    def _account(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise _reject("MISSING_PARAMETER" if value in (None, "") else "INVALID_PARAMETER", "An account is missing.")
-        if not _ACCOUNT.fullmatch(value):
-            raise _reject("INVALID_ACCOUNT", "That account number is not valid.")
-        return value
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        if value is None or value == "":
-            raise _reject("MISSING_PARAMETER", "The amount is missing.")
-        if not isinstance(value, str) or not _AMOUNT.fullmatch(value):
-            raise _reject("INVALID_AMOUNT", "That amount is not valid.")
-        try:
-            amount = Decimal(value)
-        except InvalidOperation as exc:  # pragma: no cover - the pattern already guarantees a number
-            raise _reject("INVALID_AMOUNT", "That amount is not valid.") from exc
-        if amount <= 0:
-            raise _reject("INVALID_AMOUNT", "The amount must be more than zero.")
-        return amount
-
-    @field_validator("currency", mode="before")
-    @classmethod
-    def _currency(cls, value: Any, info: ValidationInfo) -> str:
-        settings: Settings = (info.context or {})["settings"]
-        if value is None or value == "":
-            return settings.default_currency
-        if not isinstance(value, str) or value not in settings.allowed_currencies:
-            raise _reject("UNSUPPORTED_CURRENCY", "That currency is not supported.")
-        return value
-
-    @model_validator(mode="after")
-    def _rules(self, info: ValidationInfo) -> TransferRequest:
-        settings: Settings = (info.context or {})["settings"]
-        if self.from_account == self.to_account:
-            raise _reject("SAME_ACCOUNT", "The two accounts must be different.")
-        minor_digits = CURRENCY_MINOR_DIGITS[self.currency]
-        exponent = self.amount.as_tuple().exponent
+    def from_parameters(cls, parameters: Mapping[str, Any], settings: Settings) -> TransferRequest:
+        """Validate flow parameters in field order; raise :class:`RequestRejected` with the first problem."""
+        from_account = _account(_parameter(parameters, "fromAccount", "from_account"))
+        to_account = _account(_parameter(parameters, "toAccount", "to_account"))
+        amount = _amount(_parameter(parameters, "amount", "amount"))
+        currency = _currency(_parameter(parameters, "currency", "currency"), settings)
+        if from_account == to_account:
+            raise RequestRejected("SAME_ACCOUNT", "The two accounts must be different.")
+        minor_digits = CURRENCY_MINOR_DIGITS[currency]
+        exponent = amount.as_tuple().exponent
         assert isinstance(exponent, int)  # finite by the pattern above
         if -exponent > minor_digits:
-            raise _reject("INVALID_AMOUNT", "That amount has too many decimal places.")
-        if self.amount > settings.max_transfer_amount:
-            raise _reject("LIMIT_EXCEEDED", "That amount is over the transfer limit.")
+            raise RequestRejected("INVALID_AMOUNT", "That amount has too many decimal places.")
+        if amount > settings.max_transfer_amount:
+            raise RequestRejected("LIMIT_EXCEEDED", "That amount is over the transfer limit.")
         # Normalize to the currency's minor units so "250" and "250.00" are the same request.
-        object.__setattr__(self, "amount", self.amount.quantize(Decimal(1).scaleb(-minor_digits)))
-        return self
+        return cls(from_account, to_account, amount.quantize(Decimal(1).scaleb(-minor_digits)), currency)
 
     def fingerprint(self) -> str:
         """A stable hash of what the request asks for: the same key with another payload is a conflict."""
@@ -123,8 +130,19 @@ class TransferRequest(BaseModel):
         }
 
 
-def parse_request(model: type[BaseModel], parameters: dict[str, Any], settings: Settings) -> Any:
-    """Validate flow parameters; raise :class:`RequestRejected` with the first problem found."""
+def parse_request(model: type[Any], parameters: dict[str, Any], settings: Settings) -> Any:
+    """Validate flow parameters; raise :class:`RequestRejected` with the first problem found.
+
+    A plain model validates itself (``from_parameters``); a pydantic one (the follow-up request, on its own
+    operation's path only) is validated here, with pydantic imported on that path alone."""
+    if hasattr(model, "from_parameters"):
+        return model.from_parameters(parameters, settings)
+    return _parse_pydantic(model, parameters, settings)
+
+
+def _parse_pydantic(model: type[BaseModel], parameters: dict[str, Any], settings: Settings) -> Any:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(parameters, context={"settings": settings})
     except ValidationError as exc:
@@ -133,7 +151,7 @@ def parse_request(model: type[BaseModel], parameters: dict[str, Any], settings: 
         if code == "MISSING_PARAMETER":
             raise RequestRejected(code, "A required detail is missing.") from None
         if not code.isupper():  # a pydantic type error, not one of our own codes
-            raise RequestRejected("INVALID_PARAMETER", "A detail of that request is not valid.") from None
+            raise RequestRejected("INVALID_PARAMETER", _NOT_VALID) from None
         raise RequestRejected(code, first["msg"]) from None
 
 
