@@ -96,6 +96,7 @@ class LambdaBridge:
             variables=tuple(sorted((str(k), str(v)) for k, v in (function.environment_vars or {}).items())),
             role_arn=function.role,
             reserved_concurrency=None if function.reserved_concurrency is None else int(function.reserved_concurrency),
+            tracing_mode=str((getattr(function, "tracing_config", None) or {}).get("Mode", "PassThrough")),
         )
 
     def _task_root(self, function: Any) -> Path:

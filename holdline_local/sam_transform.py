@@ -5,11 +5,15 @@ Run by .venv-sam's Python (aws-sam-cli's own aws-sam-translator, which pins a py
 package cannot share), never imported: ``python sam_transform.py TEMPLATE``. Offline: managed policies stay
 ARNs, and local code and definition paths become the S3 locations ``sam package`` would upload them to
 (``s3://packaged/<path>``), so a reader can map them back to the repository.
+
+Transforms run in the order the template lists them: ``AWS::LanguageExtensions`` (Fn::ForEach, expanded by
+:mod:`language_extensions`, this script's sibling) before ``AWS::Serverless-2016-10-31``.
 """
 
 import json
 import sys
 
+from language_extensions import expand  # this directory is on sys.path: the script's own
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
@@ -21,7 +25,7 @@ class _NoManagedPolicies:
 
 def main(path: str) -> None:
     with open(path) as handle:
-        template = yaml_parse(handle.read())
+        template = expand(yaml_parse(handle.read()))
     for section in [
         template.get("Globals", {}).get("Function", {}),
         *[r.get("Properties", {}) for r in template["Resources"].values()],

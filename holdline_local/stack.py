@@ -44,6 +44,7 @@ from holdline_local.template import (
     resolve,
     substitute_definition,
 )
+from holdline_local.xray import XRayDaemon
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -341,6 +342,7 @@ class LocalStack:
                 Timeout=spec.timeout,
                 MemorySize=spec.memory_mb,
                 Environment={"Variables": variables},
+                TracingConfig={"Mode": spec.tracing},
             )
             if spec.reserved_concurrency is not None:
                 lambda_client.put_function_concurrency(
@@ -587,6 +589,22 @@ class LocalStack:
         if answer.get("FunctionError"):
             raise RuntimeError(f"{function} failed: {payload}")
         return payload
+
+    @contextmanager
+    def tracing(self) -> Iterator[XRayDaemon]:
+        """Tests: functions with active tracing are traced while inside, as on AWS, into an X-Ray daemon stand-in
+        whose documents the test reads (what X-Ray would record). Idle environments are retired on the way in and
+        out, so every traced invocation runs in an environment started with tracing on (and none after)."""
+        assert self.runtime is not None
+        daemon = XRayDaemon()
+        self.runtime.xray_daemon = daemon.address
+        self.runtime.discard_environments()
+        try:
+            yield daemon
+        finally:
+            self.runtime.xray_daemon = None
+            self.runtime.discard_environments()
+            daemon.stop()
 
     @contextmanager
     def as_function(self, function: str, overrides: Mapping[str, str] | None = None) -> Iterator[None]:

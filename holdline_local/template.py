@@ -4,8 +4,11 @@ The local stack builds what CloudFormation would create: the template **after th
 run by AWS's own translator (aws-sam-translator, in .venv-sam: see :mod:`holdline_local.sam_transform`). So
 each function's variables are SAM's merge of ``Globals`` with its own, its role is the one SAM makes from its
 ``Policies`` (plus what SAM adds, such as an async destination's ``sqs:SendMessage``), and resources SAM
-generates (EventInvokeConfig, roles, permissions) are there as on AWS. The raw SAM template stays readable
-with :func:`load_template` for tests of the source itself.
+generates (EventInvokeConfig, roles, permissions, the rules and permissions of a function's ``Events``) are
+there as on AWS. The SAM template stays readable with :func:`load_template` for tests of the source itself:
+after ``AWS::LanguageExtensions`` (its ``Fn::ForEach`` loops expanded by
+:mod:`holdline_local.language_extensions`, as CloudFormation does before the Serverless transform), or as
+written with ``expanded=False``.
 
 A nested application with a local ``Location`` (the Connect integration, connect/template.yaml) becomes, after
 the transform, an ``AWS::CloudFormation::Stack`` whose ``TemplateURL`` names the uploaded file: its resources
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from holdline_local import language_extensions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -62,15 +67,20 @@ def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict
 _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
-def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    """The SAM template as written."""
+def load_template(path: Path = TEMPLATE_PATH, *, expanded: bool = True) -> dict[str, Any]:
+    """The SAM template with its ``Fn::ForEach`` loops expanded (what the Serverless transform receives), or
+    as written (``expanded=False``)."""
     with path.open() as handle:
         template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    return template
+    return language_extensions.expand(template) if expanded else template
 
 
 class TransformFailed(RuntimeError):
     pass
+
+
+#: What runs in .venv-sam to transform the template (the cache is keyed by them and the template's text).
+_TRANSFORM_SCRIPTS = ("sam_transform.py", "language_extensions.py")
 
 
 def transform(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
@@ -80,7 +90,8 @@ def transform(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 @cache
 def _transformed_text(path: Path, text: bytes) -> str:
-    digest = hashlib.sha256(text + (REPO_ROOT / "holdline_local" / "sam_transform.py").read_bytes()).hexdigest()
+    tools = b"".join((REPO_ROOT / "holdline_local" / name).read_bytes() for name in _TRANSFORM_SCRIPTS)
+    digest = hashlib.sha256(text + tools).hexdigest()
     cached = CACHE_DIR / f"sam-transform-{digest[:24]}.json"
     if cached.exists():
         return cached.read_text()
@@ -116,6 +127,7 @@ class FunctionSpec:
     memory_mb: int = 128
     role: str | None = None  # logical ID of its AWS::IAM::Role
     reserved_concurrency: int | None = None
+    tracing: str = "PassThrough"  # TracingConfig.Mode
 
 
 @dataclass(frozen=True)
@@ -211,6 +223,7 @@ def read_stack(path: Path = TEMPLATE_PATH, parameter_overrides: Mapping[str, str
                 memory_mb=int(props.get("MemorySize", 128)),
                 role=_getatt_target(props.get("Role")),
                 reserved_concurrency=None if reserved is None else int(reserved),
+                tracing=str(props.get("TracingConfig", {}).get("Mode", "PassThrough")),
             )
         elif kind == "AWS::StepFunctions::StateMachine":
             location = props["DefinitionS3Location"]

@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 SERVICE = "holdline"
+#: What the Tracer patches: the AWS SDK only, by name. The X-Ray SDK's ``http.client`` patch records each
+#: request's full URL ("Tracing calls to downstream HTTP web services",
+#: https://docs.aws.amazon.com/xray/latest/devguide/xray-sdk-python-httpclients.html), and the bank's API names the
+#: account in its paths (``/v1/accounts/<number>``): a patched ``http.client`` would put account numbers in X-Ray.
+#: Powertools' default (``patch_modules=None``, https://docs.powertools.aws.dev/lambda/python/latest/core/tracer/)
+#: patches whatever the X-Ray SDK's ``patch_all()`` patches; with the pinned aws-xray-sdk that list leaves
+#: ``httplib`` out (it is patched only with ``double_patch=True``), so this list makes it our decision rather than
+#: two libraries' defaults. The AWS SDK's subsegments record the operation and, for DynamoDB, the table (the X-Ray
+#: SDK's parameter whitelist), never a key or an item. A bank call shows in its leg's handler subsegment.
+#: tests/e2e/test_trace_privacy.py reads what X-Ray would record.
+TRACED_MODULES = ("boto3", "botocore")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="Holdline", service=SERVICE)
@@ -28,7 +39,7 @@ def __getattr__(name: str) -> Any:
     if name == "tracer":
         from aws_lambda_powertools import Tracer
 
-        globals()["tracer"] = made = Tracer(service=SERVICE)
+        globals()["tracer"] = made = Tracer(service=SERVICE, patch_modules=TRACED_MODULES)
         return made
     raise AttributeError(name)
 

@@ -85,10 +85,20 @@ class FunctionConfig:
     variables: tuple[tuple[str, str], ...]
     role_arn: str | None = None
     reserved_concurrency: int | None = None
+    #: TracingConfig.Mode: ``Active`` functions are traced when the runtime has an X-Ray daemon.
+    tracing_mode: str = "PassThrough"
 
     @property
     def environment_key(self) -> tuple[object, ...]:
-        return (self.handler, self.task_root, self.timeout, self.memory_mb, self.variables, self.role_arn)
+        return (
+            self.handler,
+            self.task_root,
+            self.timeout,
+            self.memory_mb,
+            self.variables,
+            self.role_arn,
+            self.tracing_mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,9 @@ class LambdaRuntime:
         self._stopped = False
         #: Also hand every log line to this (CloudWatch Logs for ``holdline local up``).
         self.log_sink: Callable[[LogLine], None] | None = None
+        #: host:port of an X-Ray daemon (:class:`holdline_local.xray.XRayDaemon`), or None: then no function is
+        #: traced (POWERTOOLS_TRACE_DISABLED, a local-only variable) and trace headers say Sampled=0.
+        self.xray_daemon: str | None = None
 
     # ---- invoking ------------------------------------------------------------------------------------------
     def invoke(
@@ -235,8 +248,9 @@ class LambdaRuntime:
         stale: list[ExecutionEnvironment] = []
         with self._lock:
             slots = self._slots.setdefault(config.name, [])
+            key = self._environment_key(config)
             while True:
-                for slot in [s for s in slots if not s.busy and (s.key != config.environment_key or not _alive(s))]:
+                for slot in [s for s in slots if not s.busy and (s.key != key or not _alive(s))]:
                     slots.remove(slot)
                     if slot.environment is not None:
                         stale.append(slot.environment)
@@ -245,7 +259,7 @@ class LambdaRuntime:
                     warm.busy = True
                     break
                 if len(slots) < self.max_environments:
-                    warm = _Slot(config.environment_key)
+                    warm = _Slot(key)
                     slots.append(warm)
                     break
                 self._lock.wait()
@@ -269,7 +283,21 @@ class LambdaRuntime:
             warm.init_failure = failure
         return warm, True
 
+    def _traced(self, config: FunctionConfig) -> bool:
+        return self.xray_daemon is not None and config.tracing_mode == "Active"
+
+    def _environment_key(self, config: FunctionConfig) -> tuple[object, ...]:
+        """An environment serves one configuration, and was started traced or not (a daemon came or went)."""
+        return (*config.environment_key, self.xray_daemon if self._traced(config) else None)
+
     def _variables_for(self, config: FunctionConfig) -> dict[str, str]:
+        local = dict(self._local_variables)
+        tracing: dict[str, str] = {}
+        if self._traced(config):
+            assert self.xray_daemon is not None
+            # What Lambda sets for active tracing; the local-only switch that turns Powertools' Tracer off goes.
+            local.pop("POWERTOOLS_TRACE_DISABLED", None)
+            tracing = {"AWS_XRAY_DAEMON_ADDRESS": self.xray_daemon, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
         return environment_variables(
             function_name=config.name,
             handler=config.handler,
@@ -279,7 +307,8 @@ class LambdaRuntime:
             python=self.python,
             configured=dict(config.variables),
             credentials=self._credentials(config.role_arn),
-            local=self._local_variables,
+            local=local,
+            tracing=tracing,
             log_stream=f"{time.strftime('%Y/%m/%d')}/[$LATEST]{secrets.token_hex(16)}",
         )
 
@@ -300,7 +329,7 @@ class LambdaRuntime:
             payload=payload,
             deadline_ms=int((time.time() + timeout) * 1000),
             function_arn=config.arn,
-            trace_id=trace_id or _trace_id(),
+            trace_id=trace_id or _trace_id(sampled=self._traced(config)),
             client_context=client_context,
         )
         self._request_lines[request_id] = []
@@ -452,9 +481,11 @@ def _error_type(body: bytes) -> str | None:
     return str(document.get("errorType")) if isinstance(document, dict) and document.get("errorType") else None
 
 
-def _trace_id() -> str:
-    """An X-Ray trace header as Lambda passes one (not sampled: no daemon runs locally)."""
-    return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+def _trace_id(*, sampled: bool) -> str:
+    """An X-Ray trace header as Lambda passes one: sampled only when the runtime has an X-Ray daemon (locally
+    every traced invocation is sampled; AWS samples by rule)."""
+    flag = 1 if sampled else 0
+    return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled={flag}"
 
 
 def _now() -> str:

@@ -46,9 +46,14 @@ LOCAL_ONLY = {
     "AWS_ENDPOINT_URL": "every AWS call goes to the local endpoint",
     # moto has no Amazon Connect StartTaskContact: the local stand-in serves it.
     "AWS_ENDPOINT_URL_CONNECT": "Connect's task API is served by the local stand-in",
-    # No X-Ray daemon runs locally; on AWS the Lambda service provides one (AWS_XRAY_DAEMON_ADDRESS).
+    # No X-Ray daemon runs locally; on AWS the Lambda service provides one (AWS_XRAY_DAEMON_ADDRESS). Left out
+    # while the local stack runs its X-Ray daemon stand-in (LocalStack.tracing(), holdline_local/xray.py): an
+    # Active function then gets what Lambda sets for tracing instead (``tracing`` below).
     "POWERTOOLS_TRACE_DISABLED": "no X-Ray daemon locally",
 }
+
+#: What Lambda sets for a function with active tracing, when the local stack has an X-Ray daemon stand-in.
+TRACING = frozenset({"AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_CONTEXT_MISSING"})
 
 
 class ReservedVariable(ValueError):
@@ -67,14 +72,15 @@ def environment_variables(
     credentials: Mapping[str, str],
     local: Mapping[str, str],
     log_stream: str,
+    tracing: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """An environment's variables: the runtime's, the function's configured ones, the local-only ones."""
     reserved = sorted(set(configured) & RESERVED)
     if reserved:
         raise ReservedVariable(f"{function_name} sets reserved variables {reserved}")
-    unknown = sorted(set(local) - set(LOCAL_ONLY))
+    unknown = sorted(set(local) - set(LOCAL_ONLY)) + sorted(set(tracing or {}) - TRACING)
     if unknown:
-        raise ValueError(f"{unknown} are not local-only variables the runtime knows")
+        raise ValueError(f"{unknown} are not local-only or tracing variables the runtime knows")
     runtime = {
         "_HANDLER": handler,
         "AWS_REGION": region,
@@ -97,5 +103,6 @@ def environment_variables(
             for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
             if k in credentials
         },
+        **(tracing or {}),
     }
     return {**runtime, **configured, **local}

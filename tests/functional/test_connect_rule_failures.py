@@ -64,7 +64,7 @@ def test_retryable_create_task_is_re_attempted_after_its_delay(
     assert outcome["outcome"] == "RETRY_SCHEDULED"
     assert "ConnectRuleActionFailed" in metric_names
     (row,) = recorded(stack, event["id"])
-    assert row["reasonCode"]["S"] == "ServiceQuotaExceededException" and row["status"]["S"] == "RECORDED"
+    assert row["reasonCode"]["S"] == "ServiceQuotaExceededException" and row["status"]["S"] == "HANDLED"
     follow_up_id = outcome["followUpTrackerId"]
     wait_for_execution(stack, follow_up_id, machine=MACHINE)
     waits = [

@@ -2,7 +2,7 @@
 "Holdline Task Failed" event with the documented schema; dead letters keep their attributes and replay once.
 
 The local stack does what AWS does here: executions put their status change events on the default bus, the
-ExecutionStatusRule delivers them to the reconciler, the tracker's stream reaches the notifier, and each
+ReconcilerFunctionExecutionStatus delivers them to the reconciler, the tracker's stream reaches the notifier, and each
 function runs in its own environment with its own role. Tests that call a handler in this process do so as
 that function (``stack.as_function``); a lost status event is a disabled rule.
 """
@@ -205,7 +205,7 @@ def held_debit(stack: LocalStack) -> Iterator[Fault]:
 def test_aborted_execution_ends_with_a_final_tracker_and_one_event(
     stack: LocalStack, capture: EventCapture, connect_event: Any, call: Any, held_debit: Fault
 ) -> None:
-    """AWS puts an ABORTED status change on the default bus; the reconciler (ExecutionStatusRule's target)
+    """AWS puts an ABORTED status change on the default bus; the reconciler (ReconcilerFunctionExecutionStatus's target)
     finalises the tracker, and the stream's notifier announces it once."""
     tracker_id = start(stack, connect_event, call)
     assert held_debit.entered.wait(20)
@@ -244,11 +244,11 @@ def test_reconciler_never_overrides_the_saga(
 def status_events_lost(stack: LocalStack) -> Iterator[None]:
     """Status change events are best effort: while this holds, the reconciler's rule delivers none."""
     events = stack.client("events")
-    events.disable_rule(Name="ExecutionStatusRule")
+    events.disable_rule(Name="ReconcilerFunctionExecutionStatus")
     try:
         yield
     finally:
-        events.enable_rule(Name="ExecutionStatusRule")
+        events.enable_rule(Name="ReconcilerFunctionExecutionStatus")
 
 
 # ---- the sweeper: the status event was lost -------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_lost_status_event_is_swept_idempotently(
 
 
 def test_the_schedule_runs_the_sweeper_on_its_own(stack: LocalStack, capture: EventCapture) -> None:
-    """No test calls it: SweeperSchedule fires (rate(5 minutes), on the time scale) and the sweeper finds a row
+    """No test calls it: SweeperFunctionSchedule fires (rate(5 minutes), on the time scale) and the sweeper finds a row
     whose execution never started, as it would on AWS."""
     tracker_id = running_row(stack, 2_000_000, step="STARTED")  # long past any sweep window
     deadline = time.monotonic() + 5 * 60 * stack.time_scale * 3 + 10
@@ -340,7 +340,7 @@ def test_throttled_target_lands_in_its_dlq_with_attributes_and_redrives_once(
     letters = dead_letters(stack)
     [message] = [m for m in letters.show("ReconcilerTargetDLQ") if m["body"]["detail"]["name"] == tracker_id]
     assert message["attributes"] == {
-        "RULE_ARN": stack.arn("ExecutionStatusRule"),
+        "RULE_ARN": stack.arn("ReconcilerFunctionExecutionStatus"),
         "TARGET_ARN": stack.arn("ReconcilerFunction"),
         "ERROR_CODE": "THROTTLING",
         "ERROR_MESSAGE": "Rate Exceeded.",
@@ -348,7 +348,11 @@ def test_throttled_target_lands_in_its_dlq_with_attributes_and_redrives_once(
         "RETRY_ATTEMPTS": "24",  # the template's RetryPolicy
     }
     listed = {q["queue"]: q for q in letters.summary()}["ReconcilerTargetDLQ"]
-    assert (listed["kind"], listed["source"], listed["messages"]) == ("eventbridge-target", "ExecutionStatusRule", 1)
+    assert (listed["kind"], listed["source"], listed["messages"]) == (
+        "eventbridge-target",
+        "ReconcilerFunctionExecutionStatus",
+        1,
+    )
 
     assert letters.redrive("ReconcilerTargetDLQ")["replayed"] == 1
     assert status_of(stack, tracker_id) == ("FAILED", "ExecutionTimedOut")

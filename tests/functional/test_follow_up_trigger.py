@@ -1,6 +1,7 @@
 """A transfer that ends needing a person opens one task for an agent, end to end on the local stack:
-tracker FAILED -> stream -> notifier -> "Holdline Task Failed" on the bus -> FollowUpTriggerRule ->
-FollowUpTriggerFunction -> the follow-up workflow -> the Connect stand-in."""
+tracker FAILED -> stream -> notifier -> "Holdline Task Failed" on the bus -> the trigger's rule
+(FollowUpTriggerFunctionTransferNeedsAPerson) -> FollowUpTriggerFunction -> the follow-up workflow -> the
+Connect stand-in."""
 
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from holdline.config import Settings
 from holdline.errors import ERRORS_BY_NAME, failure_reason
-from holdline.logic.reconcile import failure_detail, tracker_id_of
+from holdline.logic.failure_events import failure_detail
+from holdline.logic.reconcile import UnknownStateMachine, execution_of, tracker_id_of
 from holdline_local.dlq import DeadLetterQueue, DeadLetters, normalized_attributes
 from holdline_local.stream_pump import StreamMapping
 from tests.conftest import REPO
@@ -118,3 +120,39 @@ def test_an_unknown_queue_is_refused() -> None:
     letters = DeadLetters(lambda _: None, lambda _: "", [])
     with pytest.raises(KeyError):
         letters.show("NoSuchDLQ")
+
+
+@pytest.mark.parametrize(
+    ("error", "source", "step", "expected"),
+    [
+        # Ended from outside after money may have moved: a person checks it, and nobody retries it meanwhile.
+        ("ExecutionTimedOut", "RECONCILER", "CREDITING", {"retryable": False, "retryDelay": 0, "review": True}),
+        ("ExecutionAborted", "SWEEPER", "DEBITING", {"retryable": False, "retryDelay": 0, "review": True}),
+        ("RefundPending", "SAGA", "REFUNDING", {"retryable": False, "retryDelay": 0, "review": True}),
+        # Before any money moved, or a transient bank failure the saga settled: trying again is safe.
+        ("ExecutionTimedOut", "RECONCILER", "STARTED", {"retryable": True, "retryDelay": 60, "review": False}),
+        ("ExecutionNotStarted", "SWEEPER", "STARTED", {"retryable": True, "retryDelay": 60, "review": False}),
+        ("BankUnavailable", "SAGA", "REFUNDING", {"retryable": True, "retryDelay": 60, "review": False}),
+    ],
+)
+def test_a_failure_that_needs_a_person_is_not_retryable(
+    error: str, source: str, step: str, expected: dict[str, Any]
+) -> None:
+    row = {"trackerId": "transfer-1", "failureError": error, "failureSource": source, "step": "DONE"}
+    info = failure_detail(row, previous_step=step)["additionalInfo"]
+    assert info == {
+        "retryable": expected["retryable"],
+        "retryDelay": expected["retryDelay"],
+        "manualReviewRequired": expected["review"],
+    }
+
+
+def test_the_sweeper_looks_a_row_up_in_its_own_workflows_state_machine() -> None:
+    machines = "arn:aws:states:us-east-1:123456789012:stateMachine:"
+    both = Settings(transfer_state_machine_arn=machines + "T", follow_up_state_machine_arn=machines + "F")
+    assert execution_of({"trackerId": "followUp-1", "operation": "followUp"}, both).endswith(":execution:F:followUp-1")
+    assert execution_of({"trackerId": "transfer-1"}, both).endswith(":execution:T:transfer-1")  # older rows
+    with pytest.raises(UnknownStateMachine):  # a function without the variable: refused, never ":followUp-1"
+        execution_of({"trackerId": "followUp-1", "operation": "followUp"}, Settings(transfer_state_machine_arn="x"))
+    with pytest.raises(UnknownStateMachine):
+        execution_of({"trackerId": "x-1", "operation": "mystery"}, both)

@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from holdline.errors import RequestRejected
-from holdline.logic.follow_up import MAX_RETRY_DELAY_SECONDS, parse_rule_failure
 from holdline.models.follow_up import FollowUpRequest
+from holdline.models.rule_failure import MAX_RETRY_DELAY_SECONDS, parse_rule_failure
 from tests.conftest import load_event
 
 

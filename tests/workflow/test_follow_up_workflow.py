@@ -13,6 +13,7 @@ import pytest
 from holdline.handlers import follow_up, results, starter, status
 from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.stack import LocalStack
+from tests.conftest import load_event
 from tests.helpers import history, tracker_row, wait_for_execution
 
 MACHINE = "FollowUpStateMachine"
@@ -135,8 +136,9 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
         "contactId": row["contactId"]["S"],
         "instanceArn": row["instanceArn"]["S"],
     }
-    first = call(follow_up.transfer_failed, {"detail": detail})
-    again = call(follow_up.transfer_failed, {"detail": detail})  # a repeated event: the same follow-up
+    event = {**load_event("failure-event.json"), "detail": detail}  # what EventBridge delivers: the whole event
+    first = call(follow_up.transfer_failed, event)
+    again = call(follow_up.transfer_failed, event)  # a repeated event: the same follow-up
     assert first == again
     wait_for_execution(stack, first["followUpTrackerId"], machine=MACHINE)
     (task,) = [t for t in connect.tasks if t.client_token == first["followUpTrackerId"]]

@@ -1,9 +1,11 @@
-"""Starting Step Functions executions. Never DescribeExecution from the Connect path: its quota is 15/s
-refill per account and Region; the tracker row answers the flow instead."""
+"""Step Functions executions: starting them, and (for the sweeper only) asking how one ended. Never
+DescribeExecution from the Connect path: its quota is 15/s refill per account and Region; the tracker row
+answers the flow instead."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -34,3 +36,15 @@ def start(state_machine_arn: str, name: str, payload: dict[str, str]) -> str:
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+
+
+def describe(execution_arn: str) -> dict[str, Any] | None:
+    """DescribeExecution (quota: 15/s refill per account and Region; callers pace themselves); None if the
+    execution does not exist."""
+    try:
+        answer: dict[str, Any] = aws.call("stepfunctions", "describe_execution", executionArn=execution_arn)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            return None
+        raise
+    return answer

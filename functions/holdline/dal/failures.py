@@ -85,20 +85,3 @@ def running_created_before(cutoff: int, page_size: int) -> Iterator[dict[str, An
         if "LastEvaluatedKey" not in answer:
             return
         request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
-def describe_execution(execution_arn: str) -> dict[str, Any] | None:
-    """DescribeExecution (quota: 15/s refill per account and Region; callers pace themselves); None if the
-    execution does not exist."""
-    try:
-        answer: dict[str, Any] = aws.call("stepfunctions", "describe_execution", executionArn=execution_arn)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            return None
-        raise
-    return answer
-
-
-def deserialize_image(image: dict[str, Any]) -> dict[str, Any]:
-    """A stream record's NewImage/OldImage (DynamoDB JSON) as plain values."""
-    return {key: _deserializer.deserialize(value) for key, value in image.items()}

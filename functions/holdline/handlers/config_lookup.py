@@ -30,6 +30,7 @@ def _with_dialed_number(event: Any) -> Any:
     return {**event, "Details": {**details, "Parameters": {**parameters, "dialedNumber": address}}}
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> Answer:
     return _config(_with_dialed_number(event), context)

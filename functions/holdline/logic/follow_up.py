@@ -2,31 +2,28 @@
 
 Three ways in, one state machine: a flow asks for a callback (the starter, ``operation=followUp``); a
 transfer ends in a state that needs a person (a ``Holdline Task Failed`` event, e.g. REFUND_PENDING); or
-one of Connect's own rules failed to create its task (``Amazon Connect Rules Action Execution Failed``).
+one of Connect's own rules failed to create its task (``Amazon Connect Rules Action Execution Failed``,
+:mod:`holdline.logic.rule_failures`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from holdline.config import Settings, get_settings, instance_id
-from holdline.dal import aws, connect_tasks, dead_letters, executions, tracker_table
-from holdline.errors import RequestRejected, TrackerNotFound
+from holdline.dal import connect_tasks, executions, tracker_table
+from holdline.errors import TrackerNotFound
 from holdline.logic.starter import tracker_id_for
 from holdline.models.follow_up import FollowUpReason, FollowUpRequest
 from holdline.observability import logger, mask
 from holdline.workflows import FOLLOW_UP
 
+if TYPE_CHECKING:
+    from holdline.models.failure_event import FailureEventDetail
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-MAX_RETRY_DELAY_SECONDS = 3600
 
 
 # ---- starting a follow-up from an event --------------------------------------------------------------------
@@ -72,171 +69,23 @@ def start_follow_up(
     return tracker_id
 
 
-def follow_up_for_failed_transfer(detail: dict[str, Any], settings: Settings | None = None) -> dict[str, str]:
+def follow_up_for_failed_transfer(detail: FailureEventDetail, settings: Settings | None = None) -> dict[str, str]:
     """A transfer ended in a state that needs a person: open a task for an agent, once per transfer."""
     settings = settings or get_settings()
-    tracker_id = detail.get("trackerId")
-    reason_code = detail.get("reasonCode")
-    if not isinstance(tracker_id, str) or not isinstance(reason_code, str):
-        raise RequestRejected("INVALID_EVENT", "a failure event needs trackerId and reasonCode")
-    reason: FollowUpReason = "REFUND_PENDING" if reason_code == "REFUND_PENDING" else "HELD_FOR_REVIEW"
+    reason: FollowUpReason = "REFUND_PENDING" if detail.reason_code == "REFUND_PENDING" else "HELD_FOR_REVIEW"
     request = FollowUpRequest(
         reason=reason,
-        relatedTrackerId=tracker_id,
-        summary=f"Transfer {tracker_id} failed with {reason_code}; the caller may need a call back.",
+        relatedTrackerId=detail.tracker_id,
+        summary=f"Transfer {detail.tracker_id} failed with {detail.reason_code}; the caller may need a call back.",
     )
     follow_up_id = start_follow_up(
         request,
-        key=tracker_id,
-        contact_id=str(detail.get("contactId") or tracker_id),
-        instance_arn=str(detail.get("instanceArn") or ""),
+        key=detail.tracker_id,
+        contact_id=detail.contact_id or detail.tracker_id,
+        instance_arn=detail.instance_arn,
         settings=settings,
     )
     return {"followUpTrackerId": follow_up_id}
-
-
-# ---- Connect's rule-action failures --------------------------------------------------------------------------
-class RuleActionFailure(BaseModel):
-    """``detail`` of Connect's "Rules Action Execution Failed" event (admin guide, error notifications)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    rule_id: str = Field(alias="ruleId", min_length=1, max_length=256)
-    action_type: str = Field(alias="actionType", min_length=1, max_length=64)
-    trigger_event: str = Field(default="", alias="triggerEvent", max_length=256)
-    instance_arn: str = Field(default="", alias="instanceArn", max_length=256)
-    reason_code: str = Field(default="Unknown", alias="reasonCode", max_length=256)
-    error: str = Field(default="", max_length=4096)
-    retryable: bool = False
-    retry_delay_seconds: int = Field(default=0, ge=0)
-
-    @field_validator("retry_delay_seconds", mode="before")
-    @classmethod
-    def _cap(cls, value: Any) -> Any:
-        return min(int(value), MAX_RETRY_DELAY_SECONDS) if isinstance(value, int | float | str) else value
-
-
-def parse_rule_failure(detail: Any) -> RuleActionFailure:
-    """``additionalInfo`` arrives as a JSON string in Connect's sample; accept an object too."""
-    if not isinstance(detail, dict):
-        raise RequestRejected("INVALID_EVENT", "detail is not an object")
-    info = detail.get("additionalInfo") or {}
-    if isinstance(info, str):
-        try:
-            info = json.loads(info)
-        except json.JSONDecodeError:
-            info = {}
-    info = info if isinstance(info, dict) else {}
-    retryable = info.get("retryable", False)
-    delay = info.get("retryDelay", 0)
-    try:
-        delay = max(0, int(float(delay)))
-    except (TypeError, ValueError):
-        delay = 0
-    return RuleActionFailure.model_validate(
-        {**detail, "retryable": retryable is True or str(retryable).lower() == "true", "retry_delay_seconds": delay}
-    )
-
-
-def handle_rule_failure(
-    event: dict[str, Any], settings: Settings | None = None, now: float | None = None
-) -> dict[str, str]:
-    settings = settings or get_settings()
-    now = time.time() if now is None else now
-    failure = parse_rule_failure(event.get("detail"))
-    event_id = str(event.get("id") or hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest())
-    logger.append_keys(ruleId=failure.rule_id, actionType=failure.action_type, reasonCode=failure.reason_code)
-    if not _record(failure, event_id, settings, now):
-        logger.info("rule failure already handled (repeat delivery)")
-        return {"outcome": "DUPLICATE"}
-    logger.warning("Connect rule action failed", extra={"retryable": failure.retryable})
-    if failure.action_type != "CREATE_TASK":
-        # We cannot redo another service's notification or event for it: a person has to look.
-        return _dead_letter(
-            failure, event_id, settings, "NotRetryable" if not failure.retryable else "UnsupportedAction"
-        )
-    if not failure.retryable:
-        return _dead_letter(failure, event_id, settings, "NotRetryable")
-    if not _take_retry_budget(failure.rule_id, settings, now):
-        return _dead_letter(failure, event_id, settings, "MaximumRetryAttempts")
-    request = FollowUpRequest(
-        reason="RULE_RETRY",
-        delaySeconds=failure.retry_delay_seconds,
-        summary=(
-            f"Connect rule {failure.rule_id} could not create its task ({failure.reason_code}); "
-            f"trigger {failure.trigger_event or 'unknown'}. Re-attempted by Holdline."
-        ),
-    )
-    follow_up_id = start_follow_up(
-        request,
-        key=event_id,
-        contact_id=f"rule-{failure.rule_id}",
-        instance_arn=failure.instance_arn,
-        settings=settings,
-    )
-    return {"outcome": "RETRY_SCHEDULED", "followUpTrackerId": follow_up_id}
-
-
-def _record(failure: RuleActionFailure, event_id: str, settings: Settings, now: float) -> bool:
-    """Every failure is kept (for a week, like trackers); a repeat delivery of the same event is spotted."""
-    already = tracker_table.create(
-        {
-            "trackerId": "connectRuleFailure-" + hashlib.sha256(event_id.encode()).hexdigest()[:32],
-            "operation": "connectRuleFailure",
-            "status": "RECORDED",
-            "eventId": event_id,
-            "ruleId": failure.rule_id,
-            "actionType": failure.action_type,
-            "reasonCode": failure.reason_code,
-            "error": failure.error[:1000],
-            "retryable": failure.retryable,
-            "retryDelaySeconds": failure.retry_delay_seconds,
-            "instanceArn": failure.instance_arn,
-            "createdAt": int(now),
-            "expiresAt": int(now) + settings.tracker_ttl_days * 86400,
-        }
-    )
-    return already is None
-
-
-def _take_retry_budget(rule_id: str, settings: Settings, now: float) -> bool:
-    """At most ``max_rule_retries_per_day`` re-attempts per rule per UTC day: a rule that keeps failing
-    (a quota that never frees up) must not turn into a flood of tasks."""
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
-    try:
-        aws.call(
-            "dynamodb",
-            "update_item",
-            TableName=settings.tracker_table_name,
-            Key={"trackerId": {"S": f"connectRuleRetries-{rule_id}-{day}"}},
-            UpdateExpression="ADD attempts :one SET expiresAt = if_not_exists(expiresAt, :expires)",
-            ConditionExpression="attribute_not_exists(attempts) OR attempts < :max",
-            ExpressionAttributeValues={
-                ":one": {"N": "1"},
-                ":max": {"N": str(settings.max_rule_retries_per_day)},
-                ":expires": {"N": str(int(now) + 2 * 86400)},
-            },
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return settings.max_rule_retries_per_day > 0
-
-
-def _dead_letter(failure: RuleActionFailure, event_id: str, settings: Settings, condition: str) -> dict[str, str]:
-    dead_letters.send(
-        settings.follow_up_dlq_url,
-        {"eventId": event_id, "source": "aws.connect", **failure.model_dump(by_alias=True)},
-        {
-            "ERROR_CODE": failure.reason_code,
-            "ERROR_MESSAGE": failure.error,
-            "EXHAUSTED_RETRY_CONDITION": condition,
-            "RETRY_ATTEMPTS": "0",
-            "RULE_ARN": f"{failure.instance_arn}/rule/{failure.rule_id}" if failure.instance_arn else failure.rule_id,
-        },
-    )
-    return {"outcome": "DEAD_LETTERED", "condition": condition}
 
 
 # ---- the state machine's task leg ---------------------------------------------------------------------------
@@ -298,12 +147,4 @@ def _description(request: dict[str, Any], related: dict[str, Any] | None) -> str
     return " ".join(lines)
 
 
-__all__ = [
-    "Literal",
-    "RuleActionFailure",
-    "create_task",
-    "follow_up_for_failed_transfer",
-    "handle_rule_failure",
-    "parse_rule_failure",
-    "start_follow_up",
-]
+__all__ = ["create_task", "follow_up_for_failed_transfer", "start_follow_up"]
