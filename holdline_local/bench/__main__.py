@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-# Calls arriving per second in the scale runs. The whole local stack is one Python process (one GIL): a call
-# costs about 0.55 s of CPU through the hardened saga, so 2/s overloads it (Connect-facing answers then time
-# out and calls take the Error branch); 1.2/s keeps it below one core.
+# Calls arriving per second in the fixed-rate scale runs: the one-process stack's capacity before each function
+# ran in execution environments of its own (issue 11), kept as the baseline the capacity search must double.
 DEFAULT_RATE = 1.2
+# The capacity search: probe runs of PROBE_N calls at rising arrival rates until one fails its outcome check,
+# then N = CAPACITY_N at the highest rate that passed (one step down if that fails). The stack's capacity is
+# the highest rate at which all CAPACITY_N calls passed.
+PROBE_RATES = (2.4, 3.0, 3.6, 4.2, 4.8)
+PROBE_N = 150
+CAPACITY_N = 1000
 CONNECT_FACING = {
     "ConfigLookupFunction": "holdline.handlers.config_lookup",
     "StarterFunction": "holdline.handlers.starter",
@@ -122,6 +127,41 @@ def _subprocess(part: list[str], timeout: float) -> tuple[Any, str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1]), "", elapsed
 
 
+def _scale_args(n: int, rate: float) -> tuple[list[str], float]:
+    # A deadline inside the run (unfinished calls are reported as stuck) and a kill outside it.
+    deadline = 120 + n / rate * 2
+    return ["scale", "--n", str(n), "--rate", str(rate), "--deadline", str(deadline)], deadline + 120
+
+
+def _run_into(results: dict[str, Any], name: str, part_args: list[str], limit: float) -> Any:
+    value, error, elapsed = _subprocess(part_args, limit)
+    results[name] = value
+    results["elapsed"][name] = elapsed
+    if error:
+        results["errors"][name] = error
+        print(f"bench: {name} FAILED: {error}", file=sys.stderr)
+    return value
+
+
+def capacity_search(results: dict[str, Any], rates: list[float]) -> dict[str, Any]:
+    """The highest arrival rate at which CAPACITY_N calls all pass the outcome check. Probes of PROBE_N calls
+    climb the rates until one fails; the full run takes the highest passing rate, then one step down if the
+    full run fails there (a backlog that a short probe absorbs can still sink a long run)."""
+    passed: list[float] = []
+    for rate in sorted(rates):
+        probe = _run_into(results, f"probe-{rate:g}", *_scale_args(PROBE_N, rate))
+        if not (probe or {}).get("ok"):
+            break
+        passed.append(rate)
+    confirmed: float | None = None
+    for rate in sorted(passed, reverse=True)[:2]:
+        full = _run_into(results, f"capacity-{rate:g}", *_scale_args(CAPACITY_N, rate))
+        if (full or {}).get("ok"):
+            confirmed = rate
+            break
+    return {"probe_n": PROBE_N, "n": CAPACITY_N, "rates": sorted(rates), "passed_probes": passed, "rate": confirmed}
+
+
 def machine() -> dict[str, str]:
     import moto
 
@@ -155,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--rounds", type=int, default=300)
     part.add_argument("--repetitions", type=int, default=7)
     part.add_argument("--offsets", type=int, default=32, help="latency: settlement times per design")
-    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--sizes", default="100", help="fixed-rate scale runs (at --rate)")
+    parser.add_argument("--probe-rates", default=",".join(f"{r:g}" for r in PROBE_RATES))
+    parser.add_argument("--no-capacity", dest="capacity", action="store_false", help="skip the capacity search")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="calls arriving per second in the scale runs")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--json", default="", help="also write the raw results here")
@@ -180,33 +222,24 @@ def main(argv: list[str] | None = None) -> int:
         ("latency", ["latency", "--workers", "6"], 420),
     ]
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        # A deadline inside the run (unfinished calls are reported as stuck) and a kill outside it.
-        deadline = 120 + size / args.rate * 2
-        plan.append(
-            (
-                f"scale-{size}",
-                ["scale", "--n", str(size), "--rate", str(args.rate), "--deadline", str(deadline)],
-                deadline + 120,
-            )
-        )
+        plan.append((f"scale-{size}", *_scale_args(size, args.rate)))
     for name, part_args, limit in plan:
-        value, error, elapsed = _subprocess(part_args, limit)
-        results[name] = value
-        results["elapsed"][name] = elapsed
-        if error:
-            results["errors"][name] = error
-            print(f"bench: {name} FAILED: {error}", file=sys.stderr)
+        _run_into(results, name, part_args, limit)
+    if args.capacity:
+        results["capacity"] = capacity_search(results, [float(r) for r in args.probe_rates.split(",")])
     results["total_s"] = time.monotonic() - started
     results["command"] = "make bench  (= .venv/bin/python -m holdline_local.bench" + (
-        f" --sizes {args.sizes} --rate {args.rate:g})"
+        f" --sizes {args.sizes} --rate {args.rate:g}" + ("" if args.capacity else " --no-capacity") + ")"
     )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     Path(args.out).write_text(render(results))
     print(f"bench: wrote {args.out} in {results['total_s']:.0f} s", file=sys.stderr)
-    failed = bool(results["errors"]) or any(
-        not (results.get(k) or {}).get("ok", False) for k in results if k.startswith("scale-")
+    failed = (
+        bool(results["errors"])
+        or any(not (results.get(k) or {}).get("ok", False) for k in results if k.startswith("scale-"))
+        or (args.capacity and results["capacity"]["rate"] is None)
     )
     return 1 if failed else 0
 

@@ -31,14 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
+from holdline_local.bench.scale import _session_client
 from holdline_local.cli import _connect_like_config, _lambda_invoker
 from holdline_local.flows import load_flow
 from holdline_local.simulator import SimulatedCall, Step, check_flow, speaking_seconds
 from holdline_local.simulator.rules import transitions
-from holdline_local.stack import REGION, LocalStack
+from holdline_local.stack import LocalStack
 
 HOLD_PROMPT = "Your transfer is in progress. Please stay on the line."  # the flow's default hold message
 ANNOUNCE = "Announce result"
@@ -100,22 +100,8 @@ class _Harness:
     """The stand-in starter and the timed settlements; every other function is the local stack's own."""
 
     def __init__(self, stack: LocalStack, pool: int) -> None:
-        self._ddb = boto3.session.Session().client(
-            "dynamodb",
-            endpoint_url=stack.endpoint,
-            region_name=REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106
-            config=Config(max_pool_connections=pool, retries={"total_max_attempts": 1}),
-        )
-        lam = boto3.session.Session().client(
-            "lambda",
-            endpoint_url=stack.endpoint,
-            region_name=REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106
-            config=_connect_like_config().merge(Config(max_pool_connections=pool)),
-        )
+        self._ddb = _session_client(stack, "dynamodb", pool)
+        lam = _session_client(stack, "lambda", pool, _connect_like_config().merge(Config(max_pool_connections=pool)))
         self._real = _lambda_invoker(lam)
 
     def invoker(self, call: _Call) -> Any:

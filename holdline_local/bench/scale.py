@@ -4,8 +4,13 @@ the results. Every call must end in the
 outcome its scenario implies, every execution must have ended, and the bank must hold exactly the money
 the successful transfers moved; only then are throughput and per-call costs reported.
 
-Callers are bounded by a thread pool (each caller holds a thread while on hold); every call is submitted at
-once and the run has a deadline after which unfinished calls count as stuck.
+Callers are bounded by a thread pool (each caller holds a thread while on hold); calls arrive at a steady
+rate and the run has a deadline after which unfinished calls count as stuck.
+
+CPU is reported in two parts, so the harness does not inflate what the stack costs: the **harness** (the
+caller threads: the flow interpreter and the callers' own boto3 clients, measured per thread) and the
+**stack** (moto, the sandbox bank and the local runtime in this process, plus every function's execution
+environments, read from /proc). The harness reads the flow and the template once per run, not per call.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from holdline_local import iam
 from holdline_local.bench.outcomes import (
     CallResult,
     check_balances,
@@ -30,21 +36,23 @@ from holdline_local.bench.outcomes import (
     ledger_by_reference,
     mix,
 )
+from holdline_local.flows import function_placeholders, load_flow
 from holdline_local.sandbox_bank import TEST_ACCOUNTS
-from holdline_local.simulator import SimulatedCall
+from holdline_local.simulator import FlowRuleViolation, SimulatedCall, check_flow
 from holdline_local.stack import REGION, LocalStack
 
 
-def _session_client(stack: LocalStack, service: str, pool: int) -> Any:
-    # The callers' own session: what the harness calls is never counted as Holdline's work, and the pool is
-    # as large as the number of callers (botocore's default of 10 would queue them).
+def _session_client(stack: LocalStack, service: str, pool: int, config: Config | None = None) -> Any:
+    """A client of the callers' own session: what the harness calls is never counted as Holdline's work, and
+    the pool is as large as the number of callers (botocore's default of 10 would queue them). It signs with
+    the local administrator's keys: the stack enforces IAM, as AWS does, and refuses unknown keys."""
+    base = Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, read_timeout=120)
     return boto3.session.Session().client(
         service,
         endpoint_url=stack.endpoint,
         region_name=REGION,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106
-        config=Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, read_timeout=120),
+        config=base.merge(config) if config is not None else base,
+        **iam.admin_credentials(),
     )
 
 
@@ -65,11 +73,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _executions(sfn: Any, machine_arn: str) -> dict[str, str]:
+def _executions(sfn: Any, machine_arn: str, since: datetime) -> dict[str, str]:
+    """The run's executions (started since it began: a stack that ran other work keeps those too)."""
     executions: dict[str, str] = {}
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn):
         for execution in page["executions"]:
-            executions[execution["name"]] = execution["status"]
+            if execution["startDate"] >= since:
+                executions[execution["name"]] = execution["status"]
     return executions
 
 
@@ -83,6 +93,13 @@ def run(
     deadline_s: float,
 ) -> dict[str, Any]:
     lam = _session_client(stack, "lambda", workers)
+    # Once per run: re-reading template.yaml and the flow for every call was about a sixth of the CPU the
+    # harness charged to each call (issue 11's profile).
+    flow, functions = load_flow(), function_placeholders()
+    violations = check_flow(flow)
+    if violations:
+        raise FlowRuleViolation(violations)
+    harness_cpu = [0.0]
     scenarios = mix(n)
     results = [CallResult(scenario) for scenario in scenarios]
     windows: list[tuple[float, float]] = []
@@ -96,9 +113,17 @@ def run(
     def one_call(index: int) -> None:
         scenario = scenarios[index]
         event = scenario.event()
-        opened = time.monotonic()
-        report = SimulatedCall(invoker, event, time_scale=caller_time_scale, max_actions=50_000).run()
-        closed = time.monotonic()
+        opened, thread_cpu = time.monotonic(), time.thread_time()
+        report = SimulatedCall(
+            invoker,
+            event,
+            flow=flow,
+            functions=functions,
+            check=False,
+            time_scale=caller_time_scale,
+            max_actions=50_000,
+        ).run()
+        closed, thread_cpu = time.monotonic(), time.thread_time() - thread_cpu
         result = results[index]
         for step in report.steps:
             # An asynchronous invocation counts by how long it ran (its "Load Lambda result"), not by its start.
@@ -110,9 +135,17 @@ def run(
         result.outcome = report.outcome  # last: an empty outcome means the call never came back
         with lock:
             windows.append((opened, closed))
+            harness_cpu[0] += thread_cpu
 
+    assert stack.bank is not None
+    # Balances as the run finds them (a fresh stack holds the test accounts' opening balances).
+    opening = {name: stack.bank.balance(name) for name in TEST_ACCOUNTS}
+    total_before = stack.bank.total_balance()
+    # Second precision in moto's startDate: a second's margin, and a run's executions are named by its calls.
+    began = datetime.now(UTC) - timedelta(seconds=1)
     invocations_before = dict(stack.invocations())
-    cpu_before = time.process_time()
+    assert stack.runtime is not None
+    cpu_before, functions_cpu_before = time.process_time(), stack.runtime.cpu_seconds()
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caller")
     futures = []
@@ -125,7 +158,11 @@ def run(
         futures.append(pool.submit(one_call, i))
     done, not_done = wait(futures, timeout=max(0.0, deadline_s - (time.monotonic() - started)))
     wall = time.monotonic() - started
-    cpu = time.process_time() - cpu_before
+    process_cpu = time.process_time() - cpu_before
+    functions_cpu = stack.runtime.cpu_seconds() - functions_cpu_before
+    with lock:
+        harness = harness_cpu[0]
+    stack_cpu = process_cpu - harness + functions_cpu
     for future in not_done:
         future.cancel()
     pool.shutdown(wait=False, cancel_futures=True)
@@ -135,16 +172,14 @@ def run(
     # The results answer comes from the tracker's last update; the execution closes a moment later.
     drain_until = time.monotonic() + 30
     while True:
-        executions = _executions(sfn, stack.arn("TransferStateMachine"))
+        executions = _executions(sfn, stack.arn("TransferStateMachine"), began)
         if "RUNNING" not in executions.values() or time.monotonic() > drain_until:
             break
         time.sleep(0.5)
-    assert stack.bank is not None
     problems = [f"caller crashed: {e}" for e in errors[:5]]
     if not_done:
         problems.append(f"{len(not_done)} of {n} calls not finished after {deadline_s:.0f} s")
     problems += check_calls(results, executions=executions, ledger=ledger_by_reference(stack.bank.ledger))
-    opening = {name: spec.balance for name, spec in TEST_ACCOUNTS.items()}
     actual = {name: stack.bank.balance(name) for name in opening}
     problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
 
@@ -164,7 +199,9 @@ def run(
         "workers": workers,
         "caller_time_scale": caller_time_scale,
         "wall_s": wall,
-        "cpu_s": cpu,
+        "cpu_s": stack_cpu,
+        "harness_cpu_s": harness,
+        "functions_cpu_s": functions_cpu,
         "ok": not problems,
         "problems": problems[:20],
         "problem_count": len(problems),
@@ -174,11 +211,12 @@ def run(
             for name in sorted({s.name for s in scenarios})
         },
         "throughput_per_s": len(finished) / wall if wall else 0.0,
-        "cpu_ms_per_call": cpu * 1000 / n,
+        "cpu_ms_per_call": stack_cpu * 1000 / n,
+        "harness_cpu_ms_per_call": harness * 1000 / n,
         "arrivals_per_s": arrivals_per_s,
         "max_calls_on_hold": max_overlap(windows),
         "polls_per_call": statistics.mean(r.polls for r in finished) if finished else 0.0,
         "lambda_invocations_per_call": sum(invocations.values()) / n,
         "latency": latency,
-        "bank_total_unchanged": stack.bank.total_balance() == sum(opening.values(), Decimal(0)),
+        "bank_total_unchanged": stack.bank.total_balance() == total_before,
     }

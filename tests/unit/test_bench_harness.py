@@ -210,3 +210,84 @@ def test_report_judges_the_outcome_waiters_p95_against_its_goal() -> None:
 
     assert "| async | 3 | 0.20 s | **0.40 s** | 0.40 s | met |" in render(results(0.4))
     assert "| async | 3 | 0.20 s | **1.20 s** | 1.20 s | **NOT met** |" in render(results(1.2))
+
+
+def test_a_scale_run_passes_through_the_strict_stack_and_reads_the_template_once(
+    stack: LocalStack, monkeypatch: Any
+) -> None:
+    """The scale harness signs as the local administrator (the stack enforces IAM), reads the flow and the
+    template once per run (not once per call: a sixth of the CPU it used to charge each call), and reports
+    the stack's CPU apart from its own."""
+    from holdline_local import flows
+    from holdline_local.bench import scale
+
+    reads = Counter[str]()
+    real_load = flows.load_template
+
+    def counting_load(*args: Any, **kwargs: Any) -> Any:
+        reads["template"] += 1
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(flows, "load_template", counting_load)
+    result = scale.run(stack, 3, workers=3, caller_time_scale=0.01, arrivals_per_s=20.0, deadline_s=120)
+    assert result["ok"], result["problems"]
+    assert result["outcomes"] == {"insufficient_funds": 1, "success": 1, "unknown_destination": 1}
+    assert reads["template"] == 1
+    assert result["functions_cpu_s"] > 0 and result["harness_cpu_s"] > 0
+    assert result["cpu_s"] > result["functions_cpu_s"]  # moto and the bank run in this process
+    assert result["cpu_ms_per_call"] == result["cpu_s"] * 1000 / 3
+
+
+def test_the_capacity_search_climbs_until_a_probe_fails_then_steps_down_if_the_full_run_fails(
+    monkeypatch: Any,
+) -> None:
+    from holdline_local.bench import __main__ as bench
+    from holdline_local.bench.report import render
+
+    passes = {"probe-2.4": True, "probe-3": True, "probe-3.6": False, "capacity-3": False, "capacity-2.4": True}
+    ran: list[str] = []
+
+    def fake_run(results: dict[str, Any], name: str, part_args: list[str], limit: float) -> dict[str, Any]:
+        ran.append(name)
+        n, rate = int(part_args[part_args.index("--n") + 1]), float(part_args[part_args.index("--rate") + 1])
+        value = {
+            "n": n, "arrivals_per_s": rate, "ok": passes[name], "problem_count": 0 if passes[name] else 1,
+            "problems": [] if passes[name] else ["call 7 (success): ended ERROR_BRANCH/-, expected SUCCEEDED/-"],
+            "finished": n, "max_calls_on_hold": 5, "throughput_per_s": rate, "cpu_ms_per_call": 300.0,
+            "functions_cpu_s": 0.2 * n, "harness_cpu_ms_per_call": 7.0, "polls_per_call": 0.0,
+            "lambda_invocations_per_call": 8.0, "latency": {}, "wall_s": n / rate,
+        }  # fmt: skip
+        results[name] = value
+        return value
+
+    monkeypatch.setattr(bench, "_run_into", fake_run)
+    results: dict[str, Any] = {"errors": {}, "elapsed": {}}
+    capacity = bench.capacity_search(results, [3.6, 2.4, 3.0, 4.2])
+    # 4.2 is never probed (3.6 failed first); the full run fails at 3.0 and passes one step down.
+    assert ran == ["probe-2.4", "probe-3", "probe-3.6", "capacity-3", "capacity-2.4"]
+    assert capacity["passed_probes"] == [2.4, 3.0] and capacity["rate"] == 2.4
+    text = render(
+        {
+            "machine": {"cores": "2", "memory": "1 GiB", "cpu": "x", "os": "linux", "python": "3.11", "moto": "5"},
+            "total_s": 1.0,
+            "command": "make bench",
+            **results,
+            "capacity": capacity,
+        }
+    )
+    assert "**2.4 calls/s** (2.0x the one-process stack's 1.2 calls/s; goal 2x: met)" in text
+    assert "Problems at capacity-3" in text
+
+    passes.update({"capacity-2.4": False})
+    ran.clear()
+    assert bench.capacity_search({"errors": {}, "elapsed": {}}, [2.4, 3.0, 3.6])["rate"] is None
+    assert "no rate passed" in render(
+        {
+            "machine": {"cores": "2", "memory": "1 GiB", "cpu": "x", "os": "linux", "python": "3.11", "moto": "5"},
+            "total_s": 1.0,
+            "command": "make bench",
+            "errors": {},
+            "elapsed": {},
+            "capacity": {"probe_n": 150, "n": 1000, "rates": [2.4], "passed_probes": [], "rate": None},
+        }
+    )
