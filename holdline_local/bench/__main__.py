@@ -27,6 +27,8 @@ DEFAULT_RATE = 1.2
 PROBE_RATES = (2.4, 3.0, 3.6, 4.2, 4.8)
 PROBE_N = 150
 CAPACITY_N = 1000
+# The overload soak (issue 12): this many calls at twice the capacity, then the drain.
+SOAK_N = 240
 CONNECT_FACING = {
     "ConfigLookupFunction": "holdline.handlers.config_lookup",
     "StarterFunction": "holdline.handlers.starter",
@@ -83,7 +85,9 @@ def run_part(args: argparse.Namespace) -> int:
         from holdline_local.stack import LocalStack
 
         # INFO as deployed (the template's LogLevel default): logging is part of what the handlers cost.
-        with LocalStack(time_scale=0.01, log_level="INFO") as stack:
+        # The cost part counts what one call consumes: no schedule fires beside it (the sweeper's reads and
+        # invocations are the stack's background, not a call's).
+        with LocalStack(time_scale=0.01, log_level="INFO", schedules=args.part != "cost") as stack:
             if args.part == "floor":
                 from holdline_local.bench import floor
 
@@ -94,6 +98,17 @@ def run_part(args: argparse.Namespace) -> int:
                 from holdline_local.bench import latency
 
                 result = latency.run(stack, offsets=args.offsets, workers=min(args.workers, 8))
+            elif args.part == "soak":
+                from holdline_local.bench import soak
+
+                result = soak.run(
+                    stack,
+                    args.n,
+                    workers=min(args.n, args.workers),
+                    caller_time_scale=args.caller_time_scale,
+                    arrivals_per_s=args.rate,
+                    deadline_s=args.deadline,
+                )
             else:
                 from holdline_local.bench import scale
 
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m holdline_local.bench")
     sub = parser.add_subparsers(dest="command")
     part = sub.add_parser("part")
-    part.add_argument("part", choices=["floor", "coldstart", "cost", "latency", "scale"])
+    part.add_argument("part", choices=["floor", "coldstart", "cost", "latency", "scale", "soak"])
     part.add_argument("--n", type=int, default=100)
     part.add_argument("--workers", type=int, default=1000)
     part.add_argument("--rate", type=float, default=DEFAULT_RATE)
@@ -199,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-rates", default=",".join(f"{r:g}" for r in PROBE_RATES))
     parser.add_argument("--no-capacity", dest="capacity", action="store_false", help="skip the capacity search")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="calls arriving per second in the scale runs")
+    parser.add_argument("--soak-n", type=int, default=SOAK_N, help="overload soak: calls (0 skips it)")
+    parser.add_argument("--soak-rate", type=float, default=0.0, help="overload soak: arrivals (default 2x capacity)")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--json", default="", help="also write the raw results here")
     render_cmd = sub.add_parser("render", help="re-render BENCHMARKS.md from a --json file")
@@ -227,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         _run_into(results, name, part_args, limit)
     if args.capacity:
         results["capacity"] = capacity_search(results, [float(r) for r in args.probe_rates.split(",")])
+    if args.soak_n:
+        # Twice what the stack absorbs (the capacity found, else the highest probe that passed, else the
+        # one-process baseline's double), so the soak really overloads it.
+        capacity = results.get("capacity") or {}
+        base = capacity.get("rate") or max(capacity.get("passed_probes") or [DEFAULT_RATE * 2])
+        rate = args.soak_rate or round(2 * base, 1)
+        part_args, limit = _scale_args(args.soak_n, rate)
+        _run_into(results, "soak", ["soak", *part_args[1:]], limit + 600)
     results["total_s"] = time.monotonic() - started
     results["command"] = "make bench  (= .venv/bin/python -m holdline_local.bench" + (
         f" --sizes {args.sizes} --rate {args.rate:g}" + ("" if args.capacity else " --no-capacity") + ")"
@@ -240,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         bool(results["errors"])
         or any(not (results.get(k) or {}).get("ok", False) for k in results if k.startswith("scale-"))
         or (args.capacity and results["capacity"]["rate"] is None)
+        or (args.soak_n and not (results.get("soak") or {}).get("ok", False))
     )
     return 1 if failed else 0
 

@@ -7,26 +7,41 @@ import json
 import statistics
 from typing import Any
 
-import boto3
-
 from holdline_local.bench import costmodel, latency
 from holdline_local.bench.outcomes import SCENARIOS
 from holdline_local.bench.scale import _session_client
 from holdline_local.simulator import SimulatedCall
 from holdline_local.stack import LocalStack
 
-# What the functions and the state machine call, counted at the botocore layer of boto3's default session
-# (every client Holdline and moto's executor create); the harness uses sessions of its own.
+# What the functions and the state machine ask of DynamoDB, counted where the requests arrive: in moto's
+# DynamoDB handler of this process's server. The functions run in execution environments of their own
+# (processes), so a counter in their SDK would not be seen here; the server sees every caller's request.
 AWS_CALLS: collections.Counter[str] = collections.Counter()
-
-
-def _count(model: Any, **_: Any) -> None:
-    AWS_CALLS[f"{model.service_model.service_name}.{model.name}"] += 1
+COUNTED_OPERATIONS = {
+    "get_item": "GetItem",
+    "batch_get_item": "BatchGetItem",
+    "query": "Query",
+    "scan": "Scan",
+    "put_item": "PutItem",
+    "update_item": "UpdateItem",
+    "delete_item": "DeleteItem",
+    "transact_get_items": "TransactGetItems",
+    "transact_write_items": "TransactWriteItems",
+}
 
 
 def install_counter() -> None:
-    """Before the local stack starts: clients inherit the session's handlers when they are created."""
-    boto3._get_default_session().events.register("before-call", _count)
+    """Wrap moto's DynamoDB request handlers (before the local stack serves a request)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    for method, operation in COUNTED_OPERATIONS.items():
+        original = getattr(DynamoHandler, method)
+
+        def counted(self: Any, _original: Any = original, _name: str = f"dynamodb.{operation}") -> Any:
+            AWS_CALLS[_name] += 1
+            return _original(self)
+
+        setattr(DynamoHandler, method, counted)
 
 
 def _one_call(

@@ -70,6 +70,8 @@ class CallResult:
     outcome: str = ""
     error_code: str = ""
     tracker_id: str = ""
+    contact_id: str = ""
+    caller_hears: str = ""
     polls: int = 0
     durations_ms: dict[str, list[float]] = field(default_factory=dict)
 

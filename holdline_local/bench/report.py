@@ -122,6 +122,7 @@ def render(r: dict[str, Any]) -> str:
                 out += [f"- {p}" for p in s["problems"]]
         out.append("")
     out += _capacity(r)
+    out += _soak(r.get("soak"))
     out += _cost(r.get("cost"))
     out += _latency(r.get("latency"))
     out += [
@@ -192,6 +193,37 @@ def _capacity(r: dict[str, Any]) -> list[str]:
     for key in sorted(k for k in r if k.startswith("capacity-") and r[k] and r[k]["problems"]):
         out += ["", f"Problems at {key} (first {len(r[key]['problems'])}):", ""]
         out += [f"- {p}" for p in r[key]["problems"]]
+    out.append("")
+    return out
+
+
+def _soak(soak: dict[str, Any] | None) -> list[str]:
+    if not soak:
+        return []
+    check = "pass" if soak["ok"] else f"**FAIL ({soak['problem_count']} problems)**"
+    told = ", ".join(f"{k} {v}" for k, v in sorted(soak["told"].items()))
+    truth = ", ".join(f"{k} {v}" for k, v in sorted(soak["truth"].items()))
+    out = [
+        "## 3c. Overload soak: the truth about the money when the stack is overloaded",
+        "",
+        f"{soak['n']} calls arrive at {soak['arrivals_per_s']:g} per second (twice the capacity above), then stop; the",
+        "saga's retries run out, the reconciler (status change events) and the sweeper (as its schedule would run",
+        "it, past its window) finish; then every call's transfer, found by the tracker id derived from its contact",
+        "and request, is judged against what its caller was told. Goal: 0 callers told a wrong outcome, 0",
+        "transfers debited and not flagged for a person, every tracker final.",
+        "",
+        "| Outcome check | Told a wrong outcome | Debited, not flagged | Not final | Flagged for a person "
+        "| Apologised while started | Calls (wall) | Drain | Sweeps |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {check} | **{soak['wrong_outcome']}** | **{soak['debited_not_flagged']}** | {soak['not_final']} "
+        f"| {soak['flagged']} | {soak['apologised_while_started']} | {soak['wall_s']:.0f} s | {soak['drain_s']:.0f} s "
+        f"| {len(soak['sweeps'])} |",
+        "",
+        f"What callers were told: {told}. What happened: {truth}.",
+    ]
+    if soak["problems"]:
+        out += ["", f"Problems (first {len(soak['problems'])}):", ""]
+        out += [f"- {p}" for p in soak["problems"]]
     out.append("")
     return out
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from botocore.config import Config
 from holdline_local import iam
 from holdline_local.bench.outcomes import (
     CallResult,
+    Scenario,
     check_balances,
     check_calls,
     expected_balances,
@@ -83,15 +85,32 @@ def _executions(sfn: Any, machine_arn: str, since: datetime) -> dict[str, str]:
     return executions
 
 
-def run(
+@dataclass
+class Drive:
+    """What driving N calls through the stack observed."""
+
+    results: list[CallResult]
+    windows: list[tuple[float, float]]
+    wall_s: float
+    stack_cpu_s: float
+    harness_cpu_s: float
+    functions_cpu_s: float
+    unfinished: int
+    errors: list[str]
+    began: datetime
+    invocations: dict[str, int] = field(default_factory=dict)
+
+
+def drive(
     stack: LocalStack,
-    n: int,
+    scenarios: list[Scenario],
     *,
     workers: int,
     caller_time_scale: float,
     arrivals_per_s: float,
     deadline_s: float,
-) -> dict[str, Any]:
+) -> Drive:
+    """Every scenario as one simulated call through the shipped flow, arriving at a steady rate."""
     lam = _session_client(stack, "lambda", workers)
     # Once per run: re-reading template.yaml and the flow for every call was about a sixth of the CPU the
     # harness charged to each call (issue 11's profile).
@@ -100,7 +119,6 @@ def run(
     if violations:
         raise FlowRuleViolation(violations)
     harness_cpu = [0.0]
-    scenarios = mix(n)
     results = [CallResult(scenario) for scenario in scenarios]
     windows: list[tuple[float, float]] = []
     lock = threading.Lock()
@@ -111,8 +129,9 @@ def run(
         return (json.loads(raw) if raw else None), answer.get("FunctionError")
 
     def one_call(index: int) -> None:
-        scenario = scenarios[index]
-        event = scenario.event()
+        result = results[index]
+        event = result.scenario.event()
+        result.contact_id = str(event["Details"]["ContactData"]["ContactId"])
         opened, thread_cpu = time.monotonic(), time.thread_time()
         report = SimulatedCall(
             invoker,
@@ -124,7 +143,6 @@ def run(
             max_actions=50_000,
         ).run()
         closed, thread_cpu = time.monotonic(), time.thread_time() - thread_cpu
-        result = results[index]
         for step in report.steps:
             # An asynchronous invocation counts by how long it ran (its "Load Lambda result"), not by its start.
             if (step.kind == "invoke" and step.branch != "Started") or step.kind == "load":
@@ -132,15 +150,12 @@ def run(
         result.polls = len(result.durations_ms.get("StatusFunction", []))
         result.tracker_id = report.tracker_id
         result.error_code = report.error_code
+        result.caller_hears = report.caller_hears
         result.outcome = report.outcome  # last: an empty outcome means the call never came back
         with lock:
             windows.append((opened, closed))
             harness_cpu[0] += thread_cpu
 
-    assert stack.bank is not None
-    # Balances as the run finds them (a fresh stack holds the test accounts' opening balances).
-    opening = {name: stack.bank.balance(name) for name in TEST_ACCOUNTS}
-    total_before = stack.bank.total_balance()
     # Second precision in moto's startDate: a second's margin, and a run's executions are named by its calls.
     began = datetime.now(UTC) - timedelta(seconds=1)
     invocations_before = dict(stack.invocations())
@@ -149,7 +164,7 @@ def run(
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caller")
     futures = []
-    for i in range(n):
+    for i in range(len(scenarios)):
         # Calls arrive at a steady rate, as callers do; a burst of N in one millisecond only measures
         # how fast one Python process accepts connections.
         delay = started + i / arrivals_per_s - time.monotonic()
@@ -162,28 +177,35 @@ def run(
     functions_cpu = stack.runtime.cpu_seconds() - functions_cpu_before
     with lock:
         harness = harness_cpu[0]
-    stack_cpu = process_cpu - harness + functions_cpu
     for future in not_done:
         future.cancel()
     pool.shutdown(wait=False, cancel_futures=True)
-    errors = [repr(f.exception()) for f in done if f.exception() is not None]
+    return Drive(
+        results=results,
+        windows=windows,
+        wall_s=wall,
+        stack_cpu_s=process_cpu - harness + functions_cpu,
+        harness_cpu_s=harness,
+        functions_cpu_s=functions_cpu,
+        unfinished=len(not_done),
+        errors=[repr(f.exception()) for f in done if f.exception() is not None],
+        began=began,
+        invocations={name: count - invocations_before.get(name, 0) for name, count in stack.invocations().items()},
+    )
 
+
+def settled_executions(stack: LocalStack, since: datetime, wait_s: float = 30) -> dict[str, str]:
+    """The transfer executions started since ``since``, once none is RUNNING (or after ``wait_s``)."""
     sfn = _session_client(stack, "stepfunctions", 4)
-    # The results answer comes from the tracker's last update; the execution closes a moment later.
-    drain_until = time.monotonic() + 30
+    until = time.monotonic() + wait_s
     while True:
-        executions = _executions(sfn, stack.arn("TransferStateMachine"), began)
-        if "RUNNING" not in executions.values() or time.monotonic() > drain_until:
-            break
+        executions = _executions(sfn, stack.arn("TransferStateMachine"), since)
+        if "RUNNING" not in executions.values() or time.monotonic() > until:
+            return executions
         time.sleep(0.5)
-    problems = [f"caller crashed: {e}" for e in errors[:5]]
-    if not_done:
-        problems.append(f"{len(not_done)} of {n} calls not finished after {deadline_s:.0f} s")
-    problems += check_calls(results, executions=executions, ledger=ledger_by_reference(stack.bank.ledger))
-    actual = {name: stack.bank.balance(name) for name in opening}
-    problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
 
-    invocations = {name: count - invocations_before.get(name, 0) for name, count in stack.invocations().items()}
+
+def latency_summary(results: list[CallResult]) -> dict[str, dict[str, float]]:
     latency: dict[str, dict[str, float]] = {}
     for function in ("StarterFunction", "StatusFunction", "OutcomeWaiterFunction", "ResultsFunction"):
         values = [d for r in results for d in r.durations_ms.get(function, [])]
@@ -193,15 +215,49 @@ def run(
                 "p95_ms": percentile(values, 0.95),
                 "max_ms": max(values),
             }
+    return latency
+
+
+def run(
+    stack: LocalStack,
+    n: int,
+    *,
+    workers: int,
+    caller_time_scale: float,
+    arrivals_per_s: float,
+    deadline_s: float,
+) -> dict[str, Any]:
+    scenarios = mix(n)
+    assert stack.bank is not None
+    # Balances as the run finds them (a fresh stack holds the test accounts' opening balances).
+    opening = {name: stack.bank.balance(name) for name in TEST_ACCOUNTS}
+    total_before = stack.bank.total_balance()
+    run = drive(
+        stack,
+        scenarios,
+        workers=workers,
+        caller_time_scale=caller_time_scale,
+        arrivals_per_s=arrivals_per_s,
+        deadline_s=deadline_s,
+    )
+    results = run.results
+    # The results answer comes from the tracker's last update; the execution closes a moment later.
+    executions = settled_executions(stack, run.began)
+    problems = [f"caller crashed: {e}" for e in run.errors[:5]]
+    if run.unfinished:
+        problems.append(f"{run.unfinished} of {n} calls not finished after {deadline_s:.0f} s")
+    problems += check_calls(results, executions=executions, ledger=ledger_by_reference(stack.bank.ledger))
+    actual = {name: stack.bank.balance(name) for name in opening}
+    problems += check_balances({k: v for k, v in expected_balances(opening, scenarios).items() if k in opening}, actual)
     finished = [r for r in results if r.outcome]
     return {
         "n": n,
         "workers": workers,
         "caller_time_scale": caller_time_scale,
-        "wall_s": wall,
-        "cpu_s": stack_cpu,
-        "harness_cpu_s": harness,
-        "functions_cpu_s": functions_cpu,
+        "wall_s": run.wall_s,
+        "cpu_s": run.stack_cpu_s,
+        "harness_cpu_s": run.harness_cpu_s,
+        "functions_cpu_s": run.functions_cpu_s,
         "ok": not problems,
         "problems": problems[:20],
         "problem_count": len(problems),
@@ -210,13 +266,13 @@ def run(
             name: sum(1 for r in results if r.scenario.name == name and r.outcome == r.scenario.outcome)
             for name in sorted({s.name for s in scenarios})
         },
-        "throughput_per_s": len(finished) / wall if wall else 0.0,
-        "cpu_ms_per_call": stack_cpu * 1000 / n,
-        "harness_cpu_ms_per_call": harness * 1000 / n,
+        "throughput_per_s": len(finished) / run.wall_s if run.wall_s else 0.0,
+        "cpu_ms_per_call": run.stack_cpu_s * 1000 / n,
+        "harness_cpu_ms_per_call": run.harness_cpu_s * 1000 / n,
         "arrivals_per_s": arrivals_per_s,
-        "max_calls_on_hold": max_overlap(windows),
+        "max_calls_on_hold": max_overlap(run.windows),
         "polls_per_call": statistics.mean(r.polls for r in finished) if finished else 0.0,
-        "lambda_invocations_per_call": sum(invocations.values()) / n,
-        "latency": latency,
+        "lambda_invocations_per_call": sum(run.invocations.values()) / n,
+        "latency": latency_summary(results),
         "bank_total_unchanged": stack.bank.total_balance() == total_before,
     }

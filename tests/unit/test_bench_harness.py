@@ -291,3 +291,44 @@ def test_the_capacity_search_climbs_until_a_probe_fails_then_steps_down_if_the_f
             "capacity": {"probe_n": 150, "n": 1000, "rates": [2.4], "passed_probes": [], "rate": None},
         }
     )
+
+
+def _told(outcome: str) -> CallResult:
+    return CallResult(SUCCESS, outcome=outcome)
+
+
+def test_the_soak_judges_what_each_caller_was_told_against_the_money() -> None:
+    from holdline_local.bench.soak import judge
+
+    done = {"status": "SUCCEEDED"}
+    both = Counter(debit=1, credit=1)
+    assert not judge(0, _told("SUCCEEDED"), done, both, "SUCCEEDED").problem
+    # An apology while the money went through: the caller will try again and pay twice.
+    assert judge(0, _told("ERROR"), done, both, "SUCCEEDED").problem == "told ERROR, but the transfer SUCCEEDED"
+    assert judge(0, _told("FAILED"), done, both, "SUCCEEDED").problem.startswith("told FAILED")
+    # "We will call you back" is true whatever happens next.
+    assert not judge(0, _told("HOLD_EXCEEDED"), done, both, "SUCCEEDED").problem
+    # Nothing started: an apology is the truth.
+    assert not judge(0, _told("ERROR_BRANCH"), None, Counter(), None).problem
+    assert judge(0, _told("SUCCEEDED"), None, Counter(), None).problem == "told SUCCEEDED, but nothing was started"
+    assert "no tracker row" in judge(0, _told("ERROR"), None, Counter(debit=1), None).problem
+    failed = {"status": "FAILED", "errorCode": "BANK_UNAVAILABLE"}
+    assert not judge(0, _told("FAILED"), failed, Counter(debit=1, refund=1), "SUCCEEDED").problem
+    assert not judge(0, _told("ERROR"), failed, Counter(), "FAILED").problem
+    assert judge(0, _told("SUCCEEDED"), failed, Counter(), "SUCCEEDED").problem.startswith("told SUCCEEDED")
+    forgotten = judge(0, _told("FAILED"), failed, Counter(debit=1), "SUCCEEDED")
+    assert forgotten.problem.startswith("debited and forgotten") and not forgotten.flagged
+    pending = judge(0, _told("FAILED"), {"status": "FAILED", "errorCode": "REFUND_PENDING"}, Counter(debit=1), "X")
+    assert not pending.problem and pending.flagged
+    assert judge(0, _told("ERROR"), {"status": "RUNNING"}, Counter(debit=1), "RUNNING").problem.endswith("drain")
+    assert "SUCCEEDED with ledger" in judge(0, _told("SUCCEEDED"), done, Counter(debit=2, credit=1), "S").problem
+
+
+def test_a_small_soak_runs_through_the_strict_stack(stack: LocalStack) -> None:
+    from holdline_local.bench import soak
+
+    result = soak.run(stack, 3, workers=3, caller_time_scale=0.01, arrivals_per_s=20.0, deadline_s=120, drain_s=30)
+    assert result["ok"], result["problems"]
+    assert result["told"] == {"SUCCEEDED": 1, "FAILED": 2}
+    assert result["truth"] == {"SUCCEEDED": 1, "FAILED": 2}
+    assert result["sweeps"] and result["wrong_outcome"] == result["debited_not_flagged"] == 0

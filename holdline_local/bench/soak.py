@@ -1,0 +1,193 @@
+"""Overload soak (issue 12): calls arrive faster than the stack can absorb them; then arrivals stop, the saga's
+own retries run out, the reconciler (status change events) and the sweeper (run as its schedule would, once
+its window has passed) finish, and every transfer is judged against what its caller was told.
+
+Under overload some callers hear an apology or a timeout: that is allowed. What is not:
+
+* a caller told a **wrong outcome**: "it went through" when it did not, "it failed" or "it did not start"
+  when the money moved (a caller who believes that calls back and pays twice);
+* a transfer **debited and forgotten**: money out of the source with neither the transfer succeeded, nor the
+  debit refunded, nor the row flagged for a person (REFUND_PENDING / ``manualReviewRequired``);
+* a tracker row **not final** after the drain.
+
+Every call's transfer is found by the tracker id the starter derives from the contact and the request (the
+call may have ended without hearing one), so a transfer the caller never heard of is still checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from holdline_local.bench.outcomes import CallResult, Scenario, ledger_by_reference, mix
+from holdline_local.bench.scale import drive, settled_executions
+from holdline_local.stack import LocalStack
+
+# What the flow's outcome tells the caller (holdlineOutcome in the simulator's report).
+TOLD_SUCCEEDED = {"SUCCEEDED"}
+TOLD_FAILED = {"FAILED", "REJECTED"}  # "the transfer did not go through" (nothing was started, or it failed)
+# "This is taking longer than usual, we will call you back": true whatever the transfer does next.
+TOLD_STILL_RUNNING = {"HOLD_EXCEEDED"}
+MAX_SWEEPS = 30
+
+
+@dataclass
+class Verdict:
+    call: int
+    scenario: str
+    told: str
+    truth: str  # NOT_STARTED | SUCCEEDED | FAILED | RUNNING
+    problem: str = ""  # "" when the caller heard the truth (or an honest "we don't know yet")
+    flagged: bool = False
+
+
+def judge(
+    index: int, call: CallResult, row: dict[str, Any] | None, ledger: Counter[str], execution: str | None
+) -> Verdict:
+    """What the caller was told against what happened to the money (pure: unit-tested)."""
+    told = call.outcome or "LOST"
+    debits, credits, refunds = ledger.get("debit", 0), ledger.get("credit", 0), ledger.get("refund", 0)
+    status = str(row.get("status", "")) if row else ""
+    error_code = str(row.get("errorCode", "")) if row else ""
+    flagged = row is not None and (error_code == "REFUND_PENDING" or bool(row.get("manualReviewRequired")))
+    verdict = Verdict(index, call.scenario.name, told, status or "NOT_STARTED", flagged=flagged)
+    if row is None:
+        if debits or credits:
+            verdict.problem = f"money moved ({dict(ledger)}) with no tracker row"
+        elif execution is not None:
+            verdict.problem = f"an execution ({execution}) with no tracker row"
+        elif told in TOLD_SUCCEEDED:
+            verdict.problem = "told SUCCEEDED, but nothing was started"
+        return verdict
+    if status not in {"SUCCEEDED", "FAILED"}:
+        verdict.problem = f"tracker {status} after the drain"
+        return verdict
+    moved = status == "SUCCEEDED"
+    if moved and (debits, credits, refunds) != (1, 1, 0):
+        verdict.problem = f"SUCCEEDED with ledger {dict(ledger)}"
+    elif not moved and debits - refunds != 0 and not flagged:
+        verdict.problem = f"debited and forgotten: FAILED with ledger {dict(ledger)}, not flagged"
+    elif not moved and credits and not flagged:
+        verdict.problem = f"credit landed on a FAILED transfer, not flagged: {dict(ledger)}"
+    elif told in TOLD_SUCCEEDED and not moved:
+        verdict.problem = "told SUCCEEDED, but the transfer FAILED"
+    elif moved and told not in TOLD_SUCCEEDED | TOLD_STILL_RUNNING:
+        # An apology, an error or "it failed" while the money went through: the caller will try again.
+        verdict.problem = f"told {told}, but the transfer SUCCEEDED"
+    return verdict
+
+
+def _sweep_until_final(stack: LocalStack, deadline_s: float) -> list[dict[str, int]]:
+    """The sweeper as its schedule would run it once its window has passed (``now`` moved past
+    SWEEP_AFTER_SECONDS), until it finds nothing left to examine."""
+    from holdline.config import get_settings
+    from holdline.logic import reconcile
+
+    reports: list[dict[str, int]] = []
+    until = time.monotonic() + deadline_s
+    assert stack.scheduler is not None
+    with stack.scheduler.paused(), stack.as_function("SweeperFunction"):
+        settings = get_settings()
+        while len(reports) < MAX_SWEEPS and time.monotonic() < until:
+            report = reconcile.sweep(
+                settings, now=time.time() + settings.sweep_after_seconds + 10, sleep=lambda _: None
+            )
+            reports.append(
+                {
+                    "examined": report.examined,
+                    "reconciled": report.reconciled,
+                    "still_running": report.still_running,
+                    "failed": report.failed,
+                }
+            )
+            if report.examined == report.still_running and not report.failed:
+                break  # nothing more it can end: only live executions (or nothing) are left
+            time.sleep(1.0)  # the reconciled rows' events are announced before the next run
+    return reports
+
+
+def _tracker_id(scenario: Scenario, contact_id: str) -> str:
+    from holdline.logic.starter import tracker_id_for
+    from holdline.workflows import DEFAULT_OPERATION
+
+    return tracker_id_for(DEFAULT_OPERATION, contact_id, contact_id)  # requestId defaults to the contact
+
+
+def run(
+    stack: LocalStack,
+    n: int,
+    *,
+    workers: int,
+    caller_time_scale: float,
+    arrivals_per_s: float,
+    deadline_s: float,
+    drain_s: float = 300,
+) -> dict[str, Any]:
+    scenarios = mix(n)
+    assert stack.bank is not None
+    total_before = stack.bank.total_balance()
+    run = drive(
+        stack,
+        scenarios,
+        workers=workers,
+        caller_time_scale=caller_time_scale,
+        arrivals_per_s=arrivals_per_s,
+        deadline_s=deadline_s,
+    )
+    drain_started = time.monotonic()
+    executions = settled_executions(stack, run.began, wait_s=drain_s)
+    sweeps = _sweep_until_final(stack, deadline_s=drain_s)
+    executions = settled_executions(stack, run.began, wait_s=5)
+    drain = time.monotonic() - drain_started
+
+    ddb = stack.client("dynamodb")
+    ledger = ledger_by_reference(stack.bank.ledger)
+    verdicts: list[Verdict] = []
+    for index, call in enumerate(run.results):
+        tracker_id = _tracker_id(call.scenario, call.contact_id)
+        if call.tracker_id and call.tracker_id != tracker_id:
+            verdicts.append(Verdict(index, call.scenario.name, call.outcome, "?", f"heard tracker {call.tracker_id}"))
+            continue
+        item = ddb.get_item(TableName="TrackerTable", Key={"trackerId": {"S": tracker_id}}, ConsistentRead=True)
+        row = _plain(item.get("Item"))
+        verdicts.append(judge(index, call, row, ledger.get(tracker_id, Counter()), executions.get(tracker_id)))
+    problems = [f"call {v.call} ({v.scenario}): {v.problem}" for v in verdicts if v.problem]
+    if run.unfinished:
+        problems.append(f"{run.unfinished} of {n} calls not finished after {deadline_s:.0f} s")
+    problems += [f"caller crashed: {e}" for e in run.errors[:5]]
+    if stack.bank.total_balance() != total_before:
+        problems.append("money created or lost at the bank")
+    told = Counter(v.told for v in verdicts)
+    return {
+        "n": n,
+        "arrivals_per_s": arrivals_per_s,
+        "wall_s": run.wall_s,
+        "drain_s": drain,
+        "sweeps": sweeps,
+        "ok": not problems,
+        "problems": problems[:20],
+        "problem_count": len(problems),
+        "told": dict(told),
+        "truth": dict(Counter(v.truth for v in verdicts)),
+        "wrong_outcome": sum(1 for v in verdicts if v.problem.startswith("told")),
+        "debited_not_flagged": sum(1 for v in verdicts if "not flagged" in v.problem),
+        "not_final": sum(1 for v in verdicts if "after the drain" in v.problem),
+        "flagged": sum(1 for v in verdicts if v.flagged),
+        "apologised_while_started": sum(
+            1
+            for v in verdicts
+            if v.told not in TOLD_SUCCEEDED | TOLD_FAILED | TOLD_STILL_RUNNING and v.truth != "NOT_STARTED"
+        ),
+        "cpu_ms_per_call": run.stack_cpu_s * 1000 / n,
+    }
+
+
+def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
