@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from holdline.config import Settings
+from holdline.models.tracker import TrackerStep
 from holdline.observability import mask
 
 if TYPE_CHECKING:
@@ -67,10 +68,10 @@ TRANSFER = Workflow(
     operation="transfer",
     request_model_name="holdline.models.requests:TransferRequest",
     state_machine_arn=lambda settings: settings.transfer_state_machine_arn,
-    steps={"DEBITING": 3, "CREDITING": 3, "CONFIRMING": 2},
+    steps={TrackerStep.DEBITING: 3, TrackerStep.CREDITING: 3, TrackerStep.CONFIRMING: 2},
     # Validation and the parallel pre-checks (fraud screening, daily limit) come before the first counted
     # step; a refund after a failed leg comes after. Both must match statemachines/transfer.asl.json.
-    uncounted_steps={"VALIDATING": 2, "REFUNDING": 3},
+    uncounted_steps={TrackerStep.VALIDATING: 2, TrackerStep.REFUNDING: 3},
     describe=_describe_transfer,
     success_fields=("confirmationNumber", "amount", "currency"),
 )
@@ -84,7 +85,7 @@ FOLLOW_UP = Workflow(
     operation="followUp",
     request_model_name="holdline.models.follow_up:FollowUpRequest",
     state_machine_arn=lambda settings: settings.follow_up_state_machine_arn,
-    steps={"CREATING_TASK": 2},
+    steps={TrackerStep.CREATING_TASK: 2},
     describe=_describe_follow_up,
     success_fields=("taskContactId",),
 )

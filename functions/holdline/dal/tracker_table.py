@@ -1,9 +1,19 @@
-"""The tracker table: one row per long-running request, written by the starter and the state machine,
-read by the status and results functions (one GetItem each)."""
+"""The tracker table: one row per long-running request (:class:`holdline.models.tracker.TrackerRow`), written
+by the starter, the state machines and failure handling, read by the status and results functions (one
+GetItem each). It also keeps the Connect rule failures' records and retry counters.
+
+Every Python write to the table is here (tests/unit/test_tracker_model.py fails on any other), and every
+write that changes a row's status is conditional, so a status only moves forward: a row is created RUNNING
+only if absent, and leaves RUNNING once, for SUCCEEDED or FAILED (the state machines' ``Record*`` tasks carry
+the same ``#status = :running`` condition). No write makes a final row RUNNING again. Reads return the item
+as a dict (``TrackerRow.from_item`` types one): the poll path and the events read attributes by name.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,23 +22,35 @@ from botocore.exceptions import ClientError
 
 from holdline.config import get_settings
 from holdline.dal import aws
+from holdline.models.tracker import RuleFailureStatus, TrackerRow, TrackerStatus, TrackerStep
+
+#: Sparse by status: the sweeper queries RUNNING rows oldest first instead of scanning the table.
+STATUS_INDEX = "StatusCreatedIndex"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-def _to_attributes(item: dict[str, Any]) -> dict[str, Any]:
+def _to_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in item.items()}
 
 
-def _from_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+def _from_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _deserializer.deserialize(value) for key, value in attributes.items()}
 
 
-def create(item: dict[str, Any]) -> dict[str, Any] | None:
-    """Write a new tracker row. Returns None when this call created it, else the row that was already there
-    (an idempotent retry, or a conflict: the caller compares fingerprints). One round trip either way:
-    the failed condition hands the existing row back."""
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
+
+
+def _put_new(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Write an item that must not exist yet. Returns None when this call created it, else the item that was
+    already there (an idempotent retry, or a conflict the caller judges). One round trip either way: the
+    failed condition hands the existing item back."""
     try:
         aws.call(
             "dynamodb",
@@ -39,12 +61,40 @@ def create(item: dict[str, Any]) -> dict[str, Any] | None:
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if _is_condition_failure(exc):
             existing = exc.response.get("Item")
-            # A retried PutItem whose first attempt landed fails its own condition: the row is ours.
+            # A retried PutItem whose first attempt landed fails its own condition: the item is ours.
             return _from_attributes(existing) if existing else get(str(item["trackerId"]), include_expired=True)
         raise
     return None
+
+
+def _update(key: str, **request: Any) -> None:
+    aws.call(
+        "dynamodb",
+        "update_item",
+        TableName=get_settings().tracker_table_name,
+        Key={"trackerId": {"S": key}},
+        **request,
+    )
+
+
+def _conditional_update(key: str, **request: Any) -> bool:
+    """An UpdateItem whose condition may fail: False when it did (someone else wrote first)."""
+    try:
+        _update(key, **request)
+    except ClientError as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+# ---- tracker rows ---------------------------------------------------------------------------------------------
+def create(row: TrackerRow) -> dict[str, Any] | None:
+    """Write a new tracker row (RUNNING, only if absent). Returns None when this call created it, else the row
+    that was already there (an idempotent retry, or a conflict: the caller compares fingerprints)."""
+    return _put_new(row.to_item())
 
 
 def get(tracker_id: str, *, now: float | None = None, include_expired: bool = False) -> dict[str, Any] | None:
@@ -68,3 +118,105 @@ def get(tracker_id: str, *, now: float | None = None, include_expired: bool = Fa
     ):
         return None
     return item
+
+
+def mark_failed(tracker_id: str, error_name: str, source: str, execution_error: str | None = None) -> bool:
+    """RUNNING -> FAILED (step DONE), only if the row is still RUNNING; False if it was final already. Every
+    retry and every racing writer (the saga, the reconciler, the sweeper, a redriven dead letter) moves a row
+    to FAILED at most once, so the notifier announces it at most once."""
+    values: dict[str, Any] = {
+        ":running": {"S": TrackerStatus.RUNNING.value},
+        ":failed": {"S": TrackerStatus.FAILED.value},
+        ":done": {"S": TrackerStep.DONE.value},
+        ":error": {"S": error_name},
+        ":source": {"S": source},
+        ":now": {"S": _now_iso()},
+    }
+    update = "SET #status = :failed, #step = :done, failureError = :error, failureSource = :source, updatedAt = :now"
+    if execution_error:
+        values[":executionError"] = {"S": execution_error[:256]}
+        update += ", executionError = :executionError"
+    return _conditional_update(
+        tracker_id,
+        UpdateExpression=update,
+        ConditionExpression="attribute_exists(trackerId) AND #status = :running",
+        ExpressionAttributeNames={"#status": "status", "#step": "step"},
+        ExpressionAttributeValues=values,
+    )
+
+
+def mark_notified(tracker_id: str, event_id: str) -> bool:
+    """Record that the failure event went out; False if another delivery recorded it first."""
+    return _conditional_update(
+        tracker_id,
+        UpdateExpression="SET failureNotifiedAt = :now, failureEventId = :id",
+        ConditionExpression="attribute_exists(trackerId) AND attribute_not_exists(failureNotifiedAt)",
+        ExpressionAttributeValues={":now": {"S": _now_iso()}, ":id": {"S": event_id}},
+    )
+
+
+def running_created_before(cutoff: int, page_size: int) -> Iterator[dict[str, Any]]:
+    """RUNNING rows created before ``cutoff`` (epoch seconds), oldest first, ``page_size`` per Query."""
+    request: dict[str, Any] = {
+        "TableName": get_settings().tracker_table_name,
+        "IndexName": STATUS_INDEX,
+        "KeyConditionExpression": "#status = :running AND createdAt < :cutoff",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":running": {"S": TrackerStatus.RUNNING.value}, ":cutoff": {"N": str(cutoff)}},
+        "Limit": page_size,
+        "ScanIndexForward": True,
+    }
+    while True:
+        answer = aws.call("dynamodb", "query", **request)
+        for item in answer.get("Items", []):
+            yield _from_attributes(item)
+        if "LastEvaluatedKey" not in answer:
+            return
+        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+# ---- Connect rule failures' records (holdline.dal.rule_failures names them) ------------------------------------
+def create_rule_failure(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Keep a rule failure (status RECEIVED); return the record already there (a repeat delivery), else None."""
+    return _put_new({**item, "status": RuleFailureStatus.RECEIVED.value})
+
+
+def mark_rule_failure_handled(record_id: str, outcome: Mapping[str, str]) -> None:
+    """RECEIVED -> HANDLED with the outcome: from now on a repeat delivery of the event is a duplicate."""
+    _update(
+        record_id,
+        UpdateExpression="SET #status = :handled, outcome = :outcome, handledAt = :now",
+        ConditionExpression="attribute_exists(trackerId)",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={
+            ":handled": {"S": RuleFailureStatus.HANDLED.value},
+            ":outcome": {"M": {key: {"S": value} for key, value in outcome.items()}},
+            ":now": {"S": _now_iso()},
+        },
+    )
+
+
+def take_rule_retry(counter_id: str, event_id: str, limit: int, expires_at: int) -> bool:
+    """One of ``limit`` re-attempts on the counter, for this event: True if it has one (taken now, or by an
+    earlier delivery of the same event), False if the budget is spent. The counter keeps the ids of the events
+    that took it, so a retried delivery never takes a second one."""
+    try:
+        _update(
+            counter_id,
+            UpdateExpression="ADD attempts :one, eventIds :event SET expiresAt = if_not_exists(expiresAt, :expires)",
+            ConditionExpression="(attribute_not_exists(attempts) OR attempts < :max) AND NOT contains(eventIds, :id)",
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":event": {"SS": [event_id]},
+                ":id": {"S": event_id},
+                ":max": {"N": str(limit)},
+                ":expires": {"N": str(expires_at)},
+            },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        if not _is_condition_failure(exc):
+            raise
+        taken = exc.response.get("Item", {}).get("eventIds", {}).get("SS", [])
+        return event_id in taken
+    return limit > 0

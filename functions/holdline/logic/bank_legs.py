@@ -23,6 +23,7 @@ from holdline.errors import (
     TrackerNotFound,
     TransferInvalid,
 )
+from holdline.models.tracker import TrackerStatus
 from holdline.observability import logger, mask
 
 SETTLED = "SETTLED"
@@ -55,7 +56,7 @@ def _leg_answer(payment: dict[str, Any]) -> dict[str, Any]:
 def validate(tracker_id: str) -> dict[str, Any]:
     """The tracker row is a transfer we can make: well-formed, still running, both accounts open."""
     row = _row(tracker_id)
-    if row.get("status") != "RUNNING":
+    if row.get("status") != TrackerStatus.RUNNING:
         raise TransferInvalid(f"tracker is {row.get('status')}, not RUNNING")
     request = row.get("request")
     if not isinstance(request, dict):

@@ -11,14 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from holdline.config import Settings
-from holdline.dal import events, executions, failures, tracker_table
+from holdline.dal import events, executions, tracker_table
 from holdline.errors import describe_failure, failure_reason
+from holdline.models.tracker import TrackerStatus, TrackerStep
 from holdline.observability import logger, mask
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
 
 SCHEMA_VERSION = "1"
 #: Steps after which money may have moved: a failure there that the saga did not settle needs a person.
-MONEY_STEPS = frozenset({"DEBITING", "CREDITING", "CONFIRMING", "REFUNDING"})
+MONEY_STEPS = frozenset({TrackerStep.DEBITING, TrackerStep.CREDITING, TrackerStep.CONFIRMING, TrackerStep.REFUNDING})
 #: How long an operator (or a flow offering a retry) should wait before trying a retryable failure again.
 RETRY_DELAY_SECONDS = 60
 
@@ -72,7 +73,11 @@ def failure_detail(row: Mapping[str, Any], previous_step: str | None = None) -> 
 def became_failed(event_name: str | None, old_image: Mapping[str, Any], new_image: Mapping[str, Any]) -> bool:
     """RUNNING -> FAILED. The ESM's filter already sends only these; checked again because a replay or a pump
     may not filter."""
-    return event_name == "MODIFY" and old_image.get("status") == "RUNNING" and new_image.get("status") == "FAILED"
+    return (
+        event_name == "MODIFY"
+        and old_image.get("status") == TrackerStatus.RUNNING
+        and new_image.get("status") == TrackerStatus.FAILED
+    )
 
 
 def announce(tracker_id: str, old_image: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
@@ -93,7 +98,7 @@ def announce(tracker_id: str, old_image: Mapping[str, Any], settings: Settings) 
     event_id = events.put_failure_event(detail, resources)
     # A crash between PutEvents and this write means one more PutEvents on retry: consumers dedupe on
     # detail.dedupeKey (documented). The reverse order could lose the event, which is worse.
-    if not failures.mark_notified(tracker_id, event_id):
+    if not tracker_table.mark_notified(tracker_id, event_id):
         logger.warning("failure announced twice by racing deliveries", extra={"eventId": event_id})
     logger.info("failure announced", extra={"reasonCode": detail["reasonCode"], "eventId": event_id})
     return detail

@@ -17,6 +17,7 @@ from holdline.dal import connect_tasks, executions, tracker_table
 from holdline.errors import TrackerNotFound
 from holdline.logic.starter import tracker_id_for
 from holdline.models.follow_up import FollowUpReason, FollowUpRequest
+from holdline.models.tracker import TrackerRow
 from holdline.observability import logger, mask
 from holdline.workflows import FOLLOW_UP
 
@@ -44,22 +45,18 @@ def start_follow_up(
     tracker_id = tracker_id_for(FOLLOW_UP.operation, contact_id, key)
     started_at = time.time() if now is None else now
     existing = tracker_table.create(
-        {
-            "trackerId": tracker_id,
-            "operation": FOLLOW_UP.operation,
-            "status": "RUNNING",
-            "step": "STARTED",
-            "stepsDone": 0,
-            "stepsTotal": FOLLOW_UP.steps_total,
-            "contactId": contact_id,
-            "instanceArn": instance_arn,
-            "requestId": key,
-            "requestFingerprint": request.fingerprint(),
-            "request": request.to_item(),
-            "executionName": tracker_id,
-            "createdAt": int(started_at),
-            "expiresAt": int(started_at) + settings.tracker_ttl_days * 86400,
-        }
+        TrackerRow.new(
+            tracker_id=tracker_id,
+            operation=FOLLOW_UP.operation,
+            steps_total=FOLLOW_UP.steps_total,
+            contact_id=contact_id,
+            instance_arn=instance_arn,
+            request_id=key,
+            request_fingerprint=request.fingerprint(),
+            request=request.to_item(),
+            started_at=started_at,
+            ttl_days=settings.tracker_ttl_days,
+        )
     )
     if existing is not None:
         logger.info("follow-up already started", extra={"trackerId": tracker_id})

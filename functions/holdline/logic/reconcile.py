@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from holdline.config import Settings
-from holdline.dal import executions, failures
+from holdline.dal import executions, tracker_table
 from holdline.observability import logger
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
 
@@ -63,7 +63,7 @@ def reconcile_execution(detail: Mapping[str, Any], source: str = "RECONCILER") -
         logger.info("nothing to reconcile", extra={"executionStatus": detail.get("status")})
         return False
     logger.append_keys(trackerId=tracker_id)
-    changed = failures.mark_failed(tracker_id, error_name, source, execution_error=detail.get("error"))
+    changed = tracker_table.mark_failed(tracker_id, error_name, source, execution_error=detail.get("error"))
     logger.info("reconciled" if changed else "already final", extra={"executionStatus": detail["status"]})
     return changed
 
@@ -116,7 +116,7 @@ def sweep(
     cutoff = int(now) - settings.sweep_after_seconds
     interval = 1.0 / settings.sweep_describe_per_second
     page_size = min(settings.sweep_max_items, 100)
-    for row in failures.running_created_before(cutoff, page_size):
+    for row in tracker_table.running_created_before(cutoff, page_size):
         if report.examined >= settings.sweep_max_items:
             report.truncated = True  # the next run carries on: nothing is lost, only later
             break
@@ -140,7 +140,7 @@ def _sweep_row(row: Mapping[str, Any], settings: Settings, report: SweepReport) 
     described = executions.describe(execution_of(row, settings))
     if described is None:
         # The starter wrote the row but no execution was ever started (every retry of it died first).
-        return "NOT_STARTED", failures.mark_failed(tracker_id, "ExecutionNotStarted", "SWEEPER")
+        return "NOT_STARTED", tracker_table.mark_failed(tracker_id, "ExecutionNotStarted", "SWEEPER")
     status = str(described["status"])
     if status in EXECUTION_STATUS_ERRORS:
         detail = {"status": status, "name": tracker_id, "error": described.get("error")}

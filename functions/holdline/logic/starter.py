@@ -11,6 +11,7 @@ from holdline.connect import ContactFlowEvent
 from holdline.dal import executions, tracker_table
 from holdline.errors import RequestRejected
 from holdline.models.requests import parse_request, valid_request_id
+from holdline.models.tracker import TrackerRow
 from holdline.observability import logger
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
 
@@ -40,22 +41,18 @@ def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | N
     logger.append_keys(trackerId=tracker_id, executionName=tracker_id)
     fingerprint = request.fingerprint()
     started_at = time.time() if now is None else now
-    item = {
-        "trackerId": tracker_id,
-        "operation": workflow.operation,
-        "status": "RUNNING",
-        "step": "STARTED",
-        "stepsDone": 0,
-        "stepsTotal": workflow.steps_total,
-        "contactId": event.contact_id,
-        "instanceArn": event.instance_arn,
-        "requestId": request_id,
-        "requestFingerprint": fingerprint,
-        "request": request.to_item(),
-        "executionName": tracker_id,
-        "createdAt": int(started_at),
-        "expiresAt": int(started_at) + settings.tracker_ttl_days * 86400,
-    }
+    item = TrackerRow.new(
+        tracker_id=tracker_id,
+        operation=workflow.operation,
+        steps_total=workflow.steps_total,
+        contact_id=event.contact_id,
+        instance_arn=event.instance_arn,
+        request_id=request_id,
+        request_fingerprint=fingerprint,
+        request=request.to_item(),
+        started_at=started_at,
+        ttl_days=settings.tracker_ttl_days,
+    )
     # Order: the row first, then the execution. The execution reads the request from the row (claim check)
     # and its first step requires the row, so the only gap a crash can leave is a row with no execution,
     # which the next retry closes below. The other order could leave an execution with no row (it fails at

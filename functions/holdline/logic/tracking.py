@@ -12,10 +12,11 @@ from typing import Any, TypeGuard
 from holdline.config import Settings
 from holdline.dal import tracker_table
 from holdline.errors import describe_failure
+from holdline.models.tracker import FINAL_STATUSES, TrackerStatus
 from holdline.observability import logger
 from holdline.workflows import Workflow, get_workflow
 
-FINAL = frozenset({"SUCCEEDED", "FAILED"})
+FINAL = FINAL_STATUSES
 _TRACKER_ID = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
 
 
@@ -102,7 +103,7 @@ def results(tracker_id: object, settings: Settings, *, now: float | None = None)
     state = str(row["status"])
     if state not in FINAL:
         return {"status": state, "keepWaiting": True}
-    if state == "SUCCEEDED":
+    if state == TrackerStatus.SUCCEEDED:
         workflow = get_workflow(str(row.get("operation", "")))
         request = row.get("request", {})
         answer: dict[str, Any] = {"status": state}
