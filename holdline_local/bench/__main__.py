@@ -98,21 +98,12 @@ def run_part(args: argparse.Namespace) -> int:
                 from holdline_local.bench import latency
 
                 result = latency.run(stack, offsets=args.offsets, workers=min(args.workers, 8))
-            elif args.part == "soak":
-                from holdline_local.bench import soak
-
-                result = soak.run(
-                    stack,
-                    args.n,
-                    workers=min(args.n, args.workers),
-                    caller_time_scale=args.caller_time_scale,
-                    arrivals_per_s=args.rate,
-                    deadline_s=args.deadline,
-                )
             else:
-                from holdline_local.bench import scale
+                import importlib
 
-                result = scale.run(
+                # The scale run and the overload soak drive calls alike (holdline_local/bench/scale.drive).
+                calls = importlib.import_module(f"holdline_local.bench.{args.part}")
+                result = calls.run(
                     stack,
                     args.n,
                     workers=min(args.n, args.workers),
