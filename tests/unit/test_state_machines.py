@@ -111,3 +111,22 @@ def test_bank_throttling_is_retried_no_sooner_than_retry_after(path: Path) -> No
                 assert throttled, f"{name}: a leg that calls the bank must retry BankThrottled"
             for retrier in throttled:
                 _assert_honours_retry_after(name, retrier)
+
+
+def test_nothing_after_both_legs_settled_compensates() -> None:
+    """Once DebitSettled and CreditSettled saw SETTLED the transfer has succeeded: every path from
+    RecordConfirming ends at RecordSucceeded, and Confirm is given the payment ids it derives the number from."""
+    definition = json.loads((REPO / "statemachines" / "transfer.asl.json").read_text())
+    states = definition["States"]
+    seen, todo = set(), ["RecordConfirming"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        todo += [state["Next"]] if "Next" in state else []
+        todo += [catcher["Next"] for catcher in state.get("Catch", [])]
+    assert "RecordSucceeded" in seen and not {"RecordRefunding", "Refund", "RecordFailed"} & seen, seen
+    payload = states["Confirm"]["Parameters"]["Payload"]
+    assert payload["debitPaymentId.$"] == "$.debit.paymentId" and payload["creditPaymentId.$"] == "$.credit.paymentId"

@@ -33,10 +33,18 @@ HAPPY = [
 ]
 
 
-def transfer(stack: LocalStack, bank: SandboxBank, source: str, destination: str, amount: str = "10.00") -> Transfer:
+def transfer(
+    stack: LocalStack,
+    bank: SandboxBank,
+    source: str,
+    destination: str,
+    amount: str = "10.00",
+    *,
+    refund_refused: bool = False,
+) -> Transfer:
     opening = {source: bank.balance(source), destination: bank.balance(destination)}
     result = run(stack, source, destination, amount)
-    assert_invariants(bank, result, source, destination, amount, opening)
+    assert_invariants(bank, result, source, destination, amount, opening, refund_refused=refund_refused)
     text = history_text(stack, result.tracker_id)
     assert source not in text and destination not in text, "account numbers in the execution history"
     return result
@@ -218,11 +226,13 @@ def test_debit_that_lands_after_the_saga_gave_up_moves_nothing(stack: LocalStack
     held = bank.inject(FaultKind.HOLD, leg="debit", account=source, seconds=60)
     warm(stack, "DebitFunction")
     previous = moto_adapter.set_timeout_scale(0.1)  # 0.8 s per attempt: five attempts in a few seconds
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
     try:
-        result = transfer(stack, bank, source, destination)
+        result = run(stack, source, destination)
     finally:
         moto_adapter.set_timeout_scale(previous)
         held.release()
+    assert_invariants(bank, result, source, destination, "10.00", opening)  # once the held debits went through
     assert result.outcome.get("errorCode") == "BANK_UNAVAILABLE", result.outcome
     assert result.outcome["refunded"] == "false"
     assert result.attempts("DebitFunction") == 5
@@ -287,7 +297,7 @@ def test_refund_that_keeps_failing_ends_refund_pending(stack: LocalStack, bank: 
     source, destination = accounts(bank)
     bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
     bank.inject(FaultKind.ERROR_5XX, leg="refund", account=source, times=6)
-    result = transfer(stack, bank, source, destination)
+    result = transfer(stack, bank, source, destination, refund_refused=True)
     assert result.outcome["status"] == "FAILED" and result.outcome["errorCode"] == "REFUND_PENDING"
     assert result.outcome["refunded"] == "false"
     assert result.row["failureError"]["S"] == "RefundPending" and result.row["step"]["S"] == "DONE"
@@ -351,19 +361,26 @@ def test_debit_that_outlasts_its_budget_gives_up_typed_before_the_timeout(stack:
 
 
 def test_conflict_on_a_retried_debit_never_skips_the_refund_path(stack: LocalStack, bank: SandboxBank) -> None:
-    """The first debit is slow (it lands after its attempt gave up); every retry finds nothing under the key
-    yet and its post gets 409 (the bank still processes the first request with that key). That refusal used
-    to end the saga at RecordFailed with refunded=false while the first debit landed: money gone, the caller
-    told nothing moved. Now the 409 is retried, then the refund path cancels the key or refunds the debit."""
+    """The first debit is held by the bank past its attempt (it is still in flight when the saga moves on);
+    every retry finds nothing under the key and its post gets 409 (the bank still processes the first request
+    with that key). That refusal used to end the saga at RecordFailed with refunded=false, and the held debit
+    landed afterwards: money gone, the caller told nothing moved. Now the 409 is retried, then the refund path
+    burns the key, and the held debit, let through at last, moves nothing."""
     source, destination = accounts(bank)
-    bank.inject(FaultKind.LATENCY, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT)
+    held = bank.inject(FaultKind.HOLD, leg="debit", account=source, times=1, seconds=60)
     bank.inject(FaultKind.CONFLICT, leg="debit", account=source)
     warm(stack, "DebitFunction")
-    result = transfer(stack, bank, source, destination)
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    try:
+        result = run(stack, source, destination)
+    finally:
+        held.release()
+    assert_invariants(bank, result, source, destination, "10.00", opening)
     assert result.status == "FAILED", result.outcome
     assert "Refund" in result.entered() and "RecordFailed" not in result.entered(), result.entered()
-    assert result.attempts("DebitFunction") == 5
-    assert money(bank, result.tracker_id) in {(0, 0, 0), (1, 0, 1)}
+    assert result.attempts("DebitFunction") == 5 and "PaymentInFlight" in result.task_errors()
+    assert held.hits == 1 and money(bank, result.tracker_id) == (0, 0, 0)
+    assert result.outcome["refunded"] == "false"
 
 
 def test_conflict_once_on_a_retried_debit_is_retried_and_succeeds(stack: LocalStack, bank: SandboxBank) -> None:
