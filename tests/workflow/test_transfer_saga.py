@@ -417,3 +417,20 @@ def test_throttled_debit_is_not_retried_before_retry_after(stack: LocalStack, ba
     times = bank.request_times("debit", reference=result.tracker_id)
     assert len(times) == 2, times
     assert times[1] - times[0] >= 1.0, f"retried {times[1] - times[0]:.3f} s after a 429 with Retry-After: 1"
+
+
+def test_confirm_that_cannot_run_still_ends_succeeded(stack: LocalStack, bank: SandboxBank) -> None:
+    """Confirm itself cannot run (its function is throttled, past its retries): both legs settled, so the
+    transfer succeeded all the same; the confirmation is the credit's own reference and nothing compensates."""
+    source, destination = accounts(bank)
+    lambdas = stack.client("lambda")
+    lambdas.put_function_concurrency(FunctionName="ConfirmFunction", ReservedConcurrentExecutions=0)
+    try:
+        result = transfer(stack, bank, source, destination)
+    finally:
+        lambdas.delete_function_concurrency(FunctionName="ConfirmFunction")
+    assert result.status == "SUCCEEDED", result.outcome
+    assert "Lambda.TooManyRequestsException" in result.task_errors(), result.task_errors()
+    assert "ConfirmFromLegs" in result.entered() and "Refund" not in result.entered()
+    assert result.outcome["confirmationNumber"].startswith("HL-pay_"), result.outcome
+    assert money(bank, result.tracker_id) == (1, 1, 0)
