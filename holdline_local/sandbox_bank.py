@@ -58,6 +58,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_BODY_BYTES = 64 * 1024
 SLOW_ANSWER_SECONDS = 1.5
 RETRY_AFTER_SECONDS = 1
+#: The longest Retry-After this bank ever sends (its API contract): the saga's ASL waits at least this long
+#: before retrying a leg that was throttled and could not wait the Retry-After out itself.
+RETRY_AFTER_CEILING_SECONDS = 5
 # Only answers that a retry with the same body must see again are stored: successes and business
 # refusals. A 5xx or 429 is transient, so storing it would turn a blip into a permanent failure.
 _REPLAYABLE_STATUSES = frozenset({402, 404, 423})
@@ -80,6 +83,9 @@ class FaultKind(StrEnum):
     TIMEOUT_AFTER_COMMIT = "timeout_after_commit"  # handle it at once (money moves), answer ``seconds`` late
     SLOW_SETTLEMENT = "slow_settlement"  # a payment is accepted PENDING and SETTLED after ``checks`` look-ups
     HOLD = "hold"  # wait until the test calls ``release()`` (at most ``seconds``, 30 if 0), then handle it
+    # 409 IDEMPOTENCY_KEY_IN_USE, do nothing: what many banks answer while an earlier request with the same key
+    # is still being processed (Stripe's "idempotency_key_in_use"); meant for payments (debit, credit, refund)
+    CONFLICT = "409"
 
 
 @dataclass(eq=False)
@@ -117,6 +123,8 @@ class Fault:
             raise ValueError(f"seconds must be a finite number >= 0, got {self.seconds}")
         if not 500 <= self.status <= 599:
             raise ValueError(f"status must be a 5xx, got {self.status}")
+        if not 0 <= self.retry_after <= RETRY_AFTER_CEILING_SECONDS:
+            raise ValueError(f"retry_after must be between 0 and {RETRY_AFTER_CEILING_SECONDS}, got {self.retry_after}")
         if self.checks < 1:
             raise ValueError(f"checks must be >= 1, got {self.checks}")
 
@@ -332,7 +340,10 @@ class SandboxBank:
         self._faults: list[Fault] = []
         self._pending_checks: dict[str, int] = {}  # idempotency key -> look-ups left before SETTLED
         self._cancelled: set[str] = set()
-        self._requests: list[tuple[Leg, str | None, str | None]] = []  # (leg, account, reference), for tests
+        # (leg, account, reference, epoch seconds when it reached the bank), for tests
+        self._requests: list[tuple[Leg, str | None, str | None, float]] = []
+        self._in_flight = 0  # requests being handled or answered (a delayed answer counts until it is sent)
+        self._idle = threading.Condition(self._lock)
         self._random = random.Random()  # fault rates, not secrets
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -456,17 +467,53 @@ class SandboxBank:
         if leg is not None and leg not in LEGS:
             raise ValueError(f"leg must be one of {', '.join(LEGS)} or None, got {leg!r}")
         with self._lock:
-            return sum(
-                1
-                for seen_leg, seen_account, seen_reference in self._requests
-                if (leg is None or seen_leg == leg)
-                and (reference is None or seen_reference == reference)
-                and (account is None or seen_account == account)
-            )
+            return len(self._seen(leg, reference, account))
+
+    def request_times(
+        self, leg: Leg | None = None, *, reference: str | None = None, account: str | None = None
+    ) -> list[float]:
+        """When each matching request reached the bank (epoch seconds, oldest first), faulted or not: a test
+        checks with it that no retry came before the Retry-After the bank asked for."""
+        if leg is not None and leg not in LEGS:
+            raise ValueError(f"leg must be one of {', '.join(LEGS)} or None, got {leg!r}")
+        with self._lock:
+            return [at for *_, at in self._seen(leg, reference, account)]
+
+    def _seen(
+        self, leg: Leg | None, reference: str | None, account: str | None
+    ) -> list[tuple[Leg, str | None, str | None, float]]:
+        return [
+            seen
+            for seen in self._requests
+            if (leg is None or seen[0] == leg)
+            and (reference is None or seen[2] == reference)
+            and (account is None or seen[1] == account)
+        ]
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is being handled or answered (a latency fault or a late answer still counts):
+        a test checks the ledger only once every request a timed-out client left behind has landed or not."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+            return True
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def _pick_fault(self, leg: Leg, account: str | None, reference: str | None) -> Fault | None:
         """Record the request and pick the fault that hits it, if any. Caller holds the lock."""
-        self._requests.append((leg, account, reference))
+        self._requests.append((leg, account, reference, time.time()))
         for fault in self._faults:
             if fault.matches(leg, account, reference) and (fault.rate >= 1 or self._random.random() < fault.rate):
                 fault.hits += 1
@@ -486,6 +533,9 @@ class SandboxBank:
         if fault.kind is FaultKind.THROTTLE:
             headers = (("Retry-After", str(fault.retry_after)),)
             return _error(429, "RATE_LIMITED", "injected fault: too many requests", headers), fault
+        if fault.kind is FaultKind.CONFLICT:
+            message = "injected fault: a request with this Idempotency-Key is still being processed; retry later"
+            return _error(409, "IDEMPOTENCY_KEY_IN_USE", message), fault
         if fault.kind is FaultKind.CONNECTION_RESET:
             return _Answer(0, {}, reset=True), fault
         if fault.kind is FaultKind.LATENCY:
@@ -635,7 +685,10 @@ class SandboxBank:
         key = data.get("idempotencyKey") if isinstance(data, dict) else None
         if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
             return _error(400, "INVALID_REQUEST", "idempotencyKey must be a non-empty string of at most 255 chars")
-        early, fault = self._before("cancel", None, _reference_of(key))
+        with self._lock:
+            known = self._payments.get(key)
+        # Like a look-up, a cancellation matches the account of the payment it finds (None if there is none).
+        early, fault = self._before("cancel", str(known["account"]) if known else None, _reference_of(key))
         if early is not None:
             return early
         with self._lock:
@@ -779,14 +832,19 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _run(self, decide: Callable[[], _Answer]) -> None:
+        bank = self.server.bank
+        bank._enter()
         try:
-            answer = decide()
-        except Exception:
-            # Answer like a real bank's 5xx (not stored, so a retry may succeed), then re-raise so the
-            # server prints the traceback: a bug in the sandbox should be loud, not a hung client.
-            self._send(_error(500, "INTERNAL_ERROR", "the sandbox bank failed; see its traceback"))
-            raise
-        self._send(answer)
+            try:
+                answer = decide()
+            except Exception:
+                # Answer like a real bank's 5xx (not stored, so a retry may succeed), then re-raise so the
+                # server prints the traceback: a bug in the sandbox should be loud, not a hung client.
+                self._send(_error(500, "INTERNAL_ERROR", "the sandbox bank failed; see its traceback"))
+                raise
+            self._send(answer)
+        finally:
+            bank._leave()
 
     def finish(self) -> None:
         if getattr(self, "_reset", False):

@@ -55,6 +55,33 @@ class BankTimeout(BankError):
     transient = True
 
 
+class LegOutOfTime(BankError):
+    """A leg stopped before its own Lambda Timeout: too little of its budget (the context's remaining time less a
+    reserve) was left for another bank call. Raised instead of being killed, so the task fails with an error
+    its Retry names and the attempt's last words are logged; every leg is idempotent, so the retry is safe."""
+
+    code = "BANK_UNAVAILABLE"
+    message = "The bank took too long to answer."
+    transient = True
+
+
+class PaymentInFlight(BankError):
+    """409 IDEMPOTENCY_KEY_IN_USE: the bank is still processing an earlier request with this key (an attempt
+    that gave up may still land). Retried; after the retries the leg's outcome is unknown, so the saga
+    compensates (the refund finds the payment or burns its key)."""
+
+    code = "BANK_UNAVAILABLE"
+    message = "The bank is still processing the payment."
+    transient = True
+
+
+class TrackerUnavailable(HoldlineError):
+    """A leg's own read of the tracker table failed the way AWS calls do (timeout, throttling, 5xx): retried."""
+
+    code = "TECHNICAL_ERROR"
+    transient = True
+
+
 # Business refusals: never retried, they go straight to their outcome.
 class InsufficientFunds(BankError):
     code = "INSUFFICIENT_FUNDS"
@@ -73,6 +100,14 @@ class AccountFrozen(BankError):
 
 class BankRejected(BankError):
     """The bank refused the request as malformed: a bug on our side, not worth a retry."""
+
+    code = "BANK_REJECTED"
+
+
+class RefusedAfterAttempt(BankError):
+    """A debit or credit refused on a retry, after an earlier attempt whose outcome was not known (it may still
+    land). Unlike the same refusal on a first attempt it cannot end the transfer with "nothing moved": the saga
+    compensates (the refund finds the payment, or burns its key so that it cannot land)."""
 
     code = "BANK_REJECTED"
 
@@ -150,6 +185,10 @@ ERRORS_BY_NAME: dict[str, type[HoldlineError]] = {
         SettlementTimeout,
         PaymentNotFound,
         CompensationBlocked,
+        LegOutOfTime,
+        PaymentInFlight,
+        TrackerUnavailable,
+        RefusedAfterAttempt,
     )
 }
 

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import requests
 
-from holdline_local.sandbox_bank import TEST_ACCOUNTS, Behaviour, FaultKind, PaymentType, SandboxBank
+from holdline_local.sandbox_bank import (
+    RETRY_AFTER_CEILING_SECONDS,
+    TEST_ACCOUNTS,
+    Behaviour,
+    FaultKind,
+    PaymentType,
+    SandboxBank,
+)
 
 SOURCE = "CHK-00012345"
 DESTINATION = "SAV-00067890"
@@ -567,6 +574,48 @@ def test_throttle_fault_sends_retry_after(bank: SandboxBank) -> None:
     assert bank.ledger == []
 
 
+def test_retry_after_stays_under_the_banks_ceiling(bank: SandboxBank) -> None:
+    with pytest.raises(ValueError, match="retry_after"):
+        bank.inject(FaultKind.THROTTLE, retry_after=RETRY_AFTER_CEILING_SECONDS + 1)
+    assert bank.faults == []
+
+
+def test_conflict_fault_answers_key_in_use_and_does_nothing(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.CONFLICT, leg="debit", times=1)
+    refused = post(bank, "f-409", payment(reference="tr-409"))
+    assert (refused.status_code, error_code(refused)) == (409, "IDEMPOTENCY_KEY_IN_USE")
+    assert bank.ledger == []
+    assert post(bank, "f-409", payment(reference="tr-409")).status_code == 201  # not stored: the retry goes on
+
+
+def test_request_times_say_when_each_request_arrived(bank: SandboxBank) -> None:
+    before = time.time()
+    post(bank, "t-1", payment(reference="tr-times"))
+    time.sleep(0.05)
+    post(bank, "t-1", payment(reference="tr-times"))
+    times = bank.request_times("debit", reference="tr-times")
+    assert len(times) == 2 and before <= times[0] and times[1] - times[0] >= 0.05
+    assert bank.request_times("credit", reference="tr-times") == []
+
+
+def test_wait_idle_waits_for_a_late_answer(bank: SandboxBank) -> None:
+    bank.inject(FaultKind.LATENCY, leg="debit", seconds=0.5)
+    with pytest.raises(requests.exceptions.Timeout):
+        post(bank, "w-1", payment(reference="tr-idle"), timeout=0.1)
+    assert bank.count("tr-idle") == 0  # the client gave up; the bank has not handled it yet
+    assert bank.wait_idle(5)
+    assert bank.count("tr-idle") == 1  # ... and then it landed
+
+
+def test_a_cancellation_matches_the_account_of_the_payment_it_finds(bank: SandboxBank) -> None:
+    post(bank, "c-1", payment(reference="tr-cancel"))
+    bank.inject(FaultKind.ERROR_5XX, leg="cancel", account=SOURCE, times=1)
+    cancel = requests.post(f"{bank.url}/v1/cancellations", json={"idempotencyKey": "c-1"}, timeout=TIMEOUT)
+    assert cancel.status_code == 503
+    burnt = requests.post(f"{bank.url}/v1/cancellations", json={"idempotencyKey": "c-2"}, timeout=TIMEOUT)
+    assert burnt.status_code == 200  # no payment under it: no account, the fault does not match
+
+
 def test_connection_reset_fault(bank: SandboxBank) -> None:
     bank.inject(FaultKind.CONNECTION_RESET, leg="debit", times=1)
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -665,3 +714,9 @@ def test_daily_limit_and_todays_debits_net_of_refunds(bank: SandboxBank) -> None
     account = requests.get(f"{bank.url}/v1/accounts/CHK-LIMITED", timeout=TIMEOUT).json()
     assert (account["dailyLimit"], account["debitedToday"]) == ("100.00", "50.00")
     assert requests.get(f"{bank.url}/v1/accounts/CHK-00000460", timeout=TIMEOUT).json()["dailyLimit"] == "100.00"
+
+
+def test_the_banks_retry_after_ceiling_is_the_one_the_client_and_the_state_machine_assume() -> None:
+    from holdline.dal.bank_api import RETRY_AFTER_CEILING_SECONDS as CLIENT_CEILING
+
+    assert CLIENT_CEILING == RETRY_AFTER_CEILING_SECONDS

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from holdline.dal.bank_api import RETRY_AFTER_CEILING_SECONDS
+
 REPO = Path(__file__).resolve().parents[2]
 DEFINITIONS = sorted((REPO / "statemachines").glob("*.asl.json"))
 TRANSIENT_LAMBDA_ERRORS = {
@@ -73,7 +75,10 @@ def test_timeouts_retries_and_catches(path: Path) -> None:
         assert state.get("Retry"), f"{name}: no Retry"
         for retrier in state["Retry"]:
             assert "States.ALL" not in retrier["ErrorEquals"], f"{name}: retrying every error retries business ones"
-            assert retrier.get("JitterStrategy") == "FULL", f"{name}: retries without jitter stampede"
+            if "BankThrottled" in retrier["ErrorEquals"]:
+                _assert_honours_retry_after(name, retrier)
+            else:
+                assert retrier.get("JitterStrategy") == "FULL", f"{name}: retries without jitter stampede"
             assert retrier.get("MaxDelaySeconds"), f"{name}: unbounded backoff"
             assert not BUSINESS_ERRORS & set(retrier["ErrorEquals"]), f"{name}: business errors are never retried"
         if state["Resource"].endswith(":lambda:invoke"):
@@ -83,3 +88,45 @@ def test_timeouts_retries_and_catches(path: Path) -> None:
         for catcher in state.get("Catch", []):
             if "States.ALL" in catcher["ErrorEquals"]:
                 assert catcher == state["Catch"][-1] and catcher["ErrorEquals"] == ["States.ALL"]
+
+
+def _assert_honours_retry_after(name: str, retrier: dict[str, Any]) -> None:
+    """A leg waits a 429's Retry-After out itself (jittered upward) when it fits in its budget, and raises
+    BankThrottled at once when it does not: the state machine's retry must then come no sooner than the bank's
+    Retry-After ceiling. FULL jitter draws the delay between 0 and the computed interval (Step Functions
+    "Retrying after an error": JitterStrategy), so it could retry at once; NONE waits IntervalSeconds."""
+    assert retrier["ErrorEquals"] == ["BankThrottled"], f"{name}: BankThrottled has a retrier of its own"
+    assert retrier.get("JitterStrategy") == "NONE", f"{name}: FULL jitter may retry before Retry-After"
+    assert retrier["IntervalSeconds"] >= RETRY_AFTER_CEILING_SECONDS, f"{name}: the first retry precedes Retry-After"
+    assert retrier.get("BackoffRate", 2.0) >= 1 and retrier.get("MaxDelaySeconds")
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.name)
+def test_bank_throttling_is_retried_no_sooner_than_retry_after(path: Path) -> None:
+    definition = json.loads(path.read_text())
+    for name, state in _states(definition).items():
+        if state["Type"] == "Task" and state["Resource"].endswith(":lambda:invoke"):
+            throttled = [r for r in state["Retry"] if "BankThrottled" in r["ErrorEquals"]]
+            if "transfer" in path.name:
+                assert throttled, f"{name}: a leg that calls the bank must retry BankThrottled"
+            for retrier in throttled:
+                _assert_honours_retry_after(name, retrier)
+
+
+def test_nothing_after_both_legs_settled_compensates() -> None:
+    """Once DebitSettled and CreditSettled saw SETTLED the transfer has succeeded: every path from
+    RecordConfirming ends at RecordSucceeded, and Confirm is given the payment ids it derives the number from."""
+    definition = json.loads((REPO / "statemachines" / "transfer.asl.json").read_text())
+    states = definition["States"]
+    seen, todo = set(), ["RecordConfirming"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        todo += [state["Next"]] if "Next" in state else []
+        todo += [catcher["Next"] for catcher in state.get("Catch", [])]
+    assert "RecordSucceeded" in seen and not {"RecordRefunding", "Refund", "RecordFailed"} & seen, seen
+    payload = states["Confirm"]["Parameters"]["Payload"]
+    assert payload["debitPaymentId.$"] == "$.debit.paymentId" and payload["creditPaymentId.$"] == "$.credit.paymentId"

@@ -13,7 +13,7 @@ from holdline_local.sandbox_bank import FaultKind, SandboxBank
 from holdline_local.stack import LocalStack
 from tests.helpers import history_text
 from tests.workflow.conftest import PAST_THE_FUNCTION_TIMEOUT
-from tests.workflow.saga import Transfer, assert_invariants, money, new_account, run, warm
+from tests.workflow.saga import Transfer, assert_invariants, finish, money, new_account, run, start, warm
 
 HAPPY = [
     "RecordValidating",
@@ -33,10 +33,18 @@ HAPPY = [
 ]
 
 
-def transfer(stack: LocalStack, bank: SandboxBank, source: str, destination: str, amount: str = "10.00") -> Transfer:
+def transfer(
+    stack: LocalStack,
+    bank: SandboxBank,
+    source: str,
+    destination: str,
+    amount: str = "10.00",
+    *,
+    refund_refused: bool = False,
+) -> Transfer:
     opening = {source: bank.balance(source), destination: bank.balance(destination)}
     result = run(stack, source, destination, amount)
-    assert_invariants(bank, result, source, destination, amount, opening)
+    assert_invariants(bank, result, source, destination, amount, opening, refund_refused=refund_refused)
     text = history_text(stack, result.tracker_id)
     assert source not in text and destination not in text, "account numbers in the execution history"
     return result
@@ -136,7 +144,9 @@ def test_throttled_screening_backs_off_then_passes(stack: LocalStack, bank: Sand
     fault = bank.inject(FaultKind.THROTTLE, leg="screening", account=source, times=2, retry_after=1)
     result = transfer(stack, bank, source, destination)
     assert result.status == "SUCCEEDED" and fault.hits == 2
-    assert result.attempts("FraudCheckFunction") == 3 and result.attempts("LimitCheckFunction") == 1
+    # The first attempt waits one Retry-After out itself; the second 429 leaves too little of its budget for
+    # another wait, so it raises BankThrottled and the state machine retries it.
+    assert result.attempts("FraudCheckFunction") == 2 and result.attempts("LimitCheckFunction") == 1
 
 
 def test_pre_check_that_keeps_failing_fails_the_transfer(stack: LocalStack, bank: SandboxBank) -> None:
@@ -173,8 +183,12 @@ def test_debit_fails_once_then_succeeds(stack: LocalStack, bank: SandboxBank, fa
     injected = bank.inject(leg="debit", account=source, **fault)  # type: ignore[arg-type]
     result = transfer(stack, bank, source, destination)
     assert result.status == "SUCCEEDED" and injected.hits == 1
-    assert result.attempts("DebitFunction") == 2
-    assert bank.requests_seen("lookup", reference=result.tracker_id) >= 1  # the retry looked the debit up first
+    if fault["kind"] is FaultKind.THROTTLE:
+        # A 429 moved nothing: the leg waits its Retry-After out and posts again, within the same attempt.
+        assert result.attempts("DebitFunction") == 1
+    else:
+        assert result.attempts("DebitFunction") == 2
+        assert bank.requests_seen("lookup", reference=result.tracker_id) >= 1  # the retry looked the debit up first
     assert money(bank, result.tracker_id) == (1, 1, 0)
 
 
@@ -189,9 +203,9 @@ def test_bank_down_on_debit_exhausts_retries_and_refunds_nothing(stack: LocalSta
 
 
 def test_debit_answered_after_its_function_timed_out_lands_once(stack: LocalStack, bank: SandboxBank) -> None:
-    """The bank commits the debit and answers after the Debit function's Timeout (8 s, scaled): Lambda stops the
-    function and the task fails with Sandbox.Timedout, as on AWS; the Retry that names it looks the debit up by
-    its key and carries on: one debit."""
+    """The bank commits the debit and answers after the Debit function's Timeout (8 s, scaled): the leg stops
+    waiting at its budget, before Lambda would stop it, and raises BankTimeout; the Retry that names it looks
+    the debit up by its key and carries on: one debit."""
     source, destination = accounts(bank)
     fault = bank.inject(
         FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT
@@ -200,30 +214,32 @@ def test_debit_answered_after_its_function_timed_out_lands_once(stack: LocalStac
     result = transfer(stack, bank, source, destination)
     assert result.status == "SUCCEEDED" and fault.hits == 1
     assert result.attempts("DebitFunction") == 2
-    assert result.task_errors() == ["Sandbox.Timedout"]  # the function's Timeout, before the task's (10 s, scaled)
+    assert result.task_errors() == ["BankTimeout"]  # the leg's budget, before the function's Timeout
     assert money(bank, result.tracker_id) == (1, 1, 0)
 
 
 def test_debit_that_lands_after_the_saga_gave_up_moves_nothing(stack: LocalStack, bank: SandboxBank) -> None:
-    """The bank holds every debit attempt until the saga has given up: each Debit function is stopped at its
-    Timeout (Sandbox.Timedout), five times, the refund finds no debit and burns its key. Then the bank lets the
-    held debits through, late, as a real one would: each is refused, so no money moves, ever."""
+    """The bank holds every debit attempt until the saga has given up: each Debit attempt gives up at its budget
+    (BankTimeout, before Lambda's Timeout), five times, the refund finds no debit and burns its key. Then the
+    bank lets the held debits through, late, as a real one would: each is refused, so no money moves, ever."""
     source, destination = accounts(bank)
     held = bank.inject(FaultKind.HOLD, leg="debit", account=source, seconds=60)
     warm(stack, "DebitFunction")
     previous = moto_adapter.set_timeout_scale(0.1)  # 0.8 s per attempt: five attempts in a few seconds
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
     try:
-        result = transfer(stack, bank, source, destination)
+        result = run(stack, source, destination)
     finally:
         moto_adapter.set_timeout_scale(previous)
         held.release()
+    assert_invariants(bank, result, source, destination, "10.00", opening)  # once the held debits went through
     assert result.outcome.get("errorCode") == "BANK_UNAVAILABLE", result.outcome
     assert result.outcome["refunded"] == "false"
     assert result.attempts("DebitFunction") == 5
-    # Each attempt's function is stopped at its Timeout; a retry after a kill starts cold, and a slow Init can
-    # let the task's own TimeoutSeconds fire first (as on AWS): both are retried, neither moves money.
+    # Each attempt gives up at its budget; on a slow machine Lambda's Timeout or the task's own TimeoutSeconds
+    # may still fire first (as on AWS): all are retried, none moves money.
     errors = result.task_errors()
-    assert errors[0] == "Sandbox.Timedout" and set(errors) <= {"Sandbox.Timedout", "States.Timeout"}, errors
+    assert errors[0] == "BankTimeout" and set(errors) <= {"BankTimeout", "Sandbox.Timedout", "States.Timeout"}, errors
     deadline = time.monotonic() + 10
     while held.hits < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -281,7 +297,7 @@ def test_refund_that_keeps_failing_ends_refund_pending(stack: LocalStack, bank: 
     source, destination = accounts(bank)
     bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
     bank.inject(FaultKind.ERROR_5XX, leg="refund", account=source, times=6)
-    result = transfer(stack, bank, source, destination)
+    result = transfer(stack, bank, source, destination, refund_refused=True)
     assert result.outcome["status"] == "FAILED" and result.outcome["errorCode"] == "REFUND_PENDING"
     assert result.outcome["refunded"] == "false"
     assert result.row["failureError"]["S"] == "RefundPending" and result.row["step"]["S"] == "DONE"
@@ -290,12 +306,131 @@ def test_refund_that_keeps_failing_ends_refund_pending(stack: LocalStack, bank: 
     assert result.execution["status"] == "SUCCEEDED"  # handled: the tracker says FAILED, RefundPending
 
 
-def test_confirm_failure_after_the_credit_landed_is_refund_pending_not_a_double_payment(
+def test_lookup_outage_after_both_legs_settled_still_succeeds(stack: LocalStack, bank: SandboxBank) -> None:
+    """Both legs settled, then the bank's look-ups fail for good: the transfer has succeeded, whatever the bank
+    says now. Confirm derives the confirmation number from the payment ids the saga already holds, so nothing
+    compensates a completed transfer and the caller hears SUCCEEDED."""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="lookup", account=source)
+    bank.inject(FaultKind.ERROR_5XX, leg="lookup", account=destination)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED", result.outcome
+    assert result.outcome["confirmationNumber"].startswith("HL")
+    assert "RecordRefunding" not in result.entered() and "Refund" not in result.entered()
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+# ---- a leg's own time: every leg ends, or gives up typed, before its Lambda Timeout ------------------------------
+
+
+def test_refund_whose_calls_together_outlast_its_timeout_still_refunds_once(
     stack: LocalStack, bank: SandboxBank
 ) -> None:
+    """The credit fails for good, and every call the refund makes is slow (0.55 s against a Timeout of 2 s,
+    scaled): one by one, the look-ups, the cancellation and the refund outlast the function, so every attempt
+    was stopped at its Timeout and the transfer ended REFUND_PENDING although the refund had landed. The refund
+    asks the bank only what it must (both keys cancelled side by side, then the refund) within its budget."""
     source, destination = accounts(bank)
-    bank.inject(FaultKind.ERROR_5XX, leg="lookup", account=source, times=5)  # every Confirm attempt fails
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    warm(stack, "RefundFunction")
+    tracker_id = start(stack, source, destination)
+    for leg in ("lookup", "cancel", "refund"):
+        bank.inject(FaultKind.LATENCY, leg=leg, reference=tracker_id, seconds=0.55)
+    opening = {source: Decimal("1000.00"), destination: Decimal("0.00")}
+    result = finish(stack, tracker_id)
+    assert_invariants(bank, result, source, destination, "10.00", opening)
+    assert result.outcome["status"] == "FAILED" and result.outcome["refunded"] == "true", result.outcome
+    assert result.outcome["errorCode"] == "BANK_UNAVAILABLE"
+    assert "Sandbox.Timedout" not in result.task_errors(), result.task_errors()
+    assert money(bank, tracker_id) == (1, 0, 1)
+
+
+def test_debit_that_outlasts_its_budget_gives_up_typed_before_the_timeout(stack: LocalStack, bank: SandboxBank) -> None:
+    """The bank takes longer than the function has: the leg's call is cut at its budget (the context's remaining
+    time less a reserve) and raises BankTimeout, which Retry names, instead of being killed by Lambda."""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.LATENCY, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT)
+    warm(stack, "DebitFunction")
     result = transfer(stack, bank, source, destination)
-    assert result.attempts("ConfirmFunction") == 5 and "Refund" in result.entered()
-    assert result.outcome["errorCode"] == "REFUND_PENDING"
-    assert money(bank, result.tracker_id) == (1, 1, 0)  # no refund on top of a landed credit
+    assert result.status == "SUCCEEDED", result.outcome
+    assert result.task_errors() == ["BankTimeout"], result.task_errors()
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+# ---- a refusal on a retried leg goes through the refund path ---------------------------------------------------
+
+
+def test_conflict_on_a_retried_debit_never_skips_the_refund_path(stack: LocalStack, bank: SandboxBank) -> None:
+    """The first debit is held by the bank past its attempt (it is still in flight when the saga moves on);
+    every retry finds nothing under the key and its post gets 409 (the bank still processes the first request
+    with that key). That refusal used to end the saga at RecordFailed with refunded=false, and the held debit
+    landed afterwards: money gone, the caller told nothing moved. Now the 409 is retried, then the refund path
+    burns the key, and the held debit, let through at last, moves nothing."""
+    source, destination = accounts(bank)
+    held = bank.inject(FaultKind.HOLD, leg="debit", account=source, times=1, seconds=60)
+    bank.inject(FaultKind.CONFLICT, leg="debit", account=source)
+    warm(stack, "DebitFunction")
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    try:
+        result = run(stack, source, destination)
+    finally:
+        held.release()
+    assert_invariants(bank, result, source, destination, "10.00", opening)
+    assert result.status == "FAILED", result.outcome
+    assert "Refund" in result.entered() and "RecordFailed" not in result.entered(), result.entered()
+    assert result.attempts("DebitFunction") == 5 and "PaymentInFlight" in result.task_errors()
+    assert held.hits == 1 and money(bank, result.tracker_id) == (0, 0, 0)
+    assert result.outcome["refunded"] == "false"
+
+
+def test_conflict_once_on_a_retried_debit_is_retried_and_succeeds(stack: LocalStack, bank: SandboxBank) -> None:
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.LATENCY, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT)
+    bank.inject(FaultKind.CONFLICT, leg="debit", account=source, times=1)
+    warm(stack, "DebitFunction")
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED", result.outcome
+    assert "PaymentInFlight" in result.task_errors(), result.task_errors()
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+def test_insufficient_funds_on_the_first_attempt_still_fails_without_a_refund(
+    stack: LocalStack, bank: SandboxBank
+) -> None:
+    source, destination = new_account(bank, "5.00"), new_account(bank, "0.00", "SAV")
+    result = transfer(stack, bank, source, destination, "250.00")
+    assert result.outcome["errorCode"] == "INSUFFICIENT_FUNDS" and result.outcome["refunded"] == "false"
+    assert "RecordFailed" in result.entered() and "Refund" not in result.entered()
+
+
+# ---- 429: Retry-After is honoured --------------------------------------------------------------------------------
+
+
+def test_throttled_debit_is_not_retried_before_retry_after(stack: LocalStack, bank: SandboxBank) -> None:
+    """The bank answers 429 with Retry-After: 1. The next debit request reaches the bank no sooner: the leg waits
+    the Retry-After out within its budget (the state machine's retry interval, compressed on the local stack,
+    plays no part in this measurement)."""
+    source, destination = accounts(bank)
+    fault = bank.inject(FaultKind.THROTTLE, leg="debit", account=source, times=1, retry_after=1)
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED" and fault.hits == 1
+    times = bank.request_times("debit", reference=result.tracker_id)
+    assert len(times) == 2, times
+    assert times[1] - times[0] >= 1.0, f"retried {times[1] - times[0]:.3f} s after a 429 with Retry-After: 1"
+
+
+def test_confirm_that_cannot_run_still_ends_succeeded(stack: LocalStack, bank: SandboxBank) -> None:
+    """Confirm itself cannot run (its function is throttled, past its retries): both legs settled, so the
+    transfer succeeded all the same; the confirmation is the credit's own reference and nothing compensates."""
+    source, destination = accounts(bank)
+    lambdas = stack.client("lambda")
+    lambdas.put_function_concurrency(FunctionName="ConfirmFunction", ReservedConcurrentExecutions=0)
+    try:
+        result = transfer(stack, bank, source, destination)
+    finally:
+        lambdas.delete_function_concurrency(FunctionName="ConfirmFunction")
+    assert result.status == "SUCCEEDED", result.outcome
+    assert "Lambda.TooManyRequestsException" in result.task_errors(), result.task_errors()
+    assert "ConfirmFromLegs" in result.entered() and "Refund" not in result.entered()
+    assert result.outcome["confirmationNumber"].startswith("HL-pay_"), result.outcome
+    assert money(bank, result.tracker_id) == (1, 1, 0)

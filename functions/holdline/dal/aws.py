@@ -163,6 +163,21 @@ def call(service: str, operation: str, **kwargs: Any) -> Any:
             sleep(delay)
 
 
+@contextmanager
+def transient_as(error: Callable[[str], Exception]) -> Iterator[None]:
+    """For the saga's legs: an AWS call that still fails transiently when :func:`call` gives up (throttling,
+    5xx, a connect or read timeout) leaves as ``error``, a typed error the state machine's Retry names.
+    botocore's own classes (ClientError, ReadTimeoutError) reach Step Functions as an errorType no Retry
+    matches, and the transfer would end TECHNICAL_ERROR over a blip. Refusals (AccessDenied, validation)
+    stay what they are: a retry would not help."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise error(f"AWS call failed transiently: {_reason(exc)}") from exc
+        raise
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

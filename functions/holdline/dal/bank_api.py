@@ -3,15 +3,32 @@
 Every payment carries an idempotency key of its own (``{trackerId}:debit`` and so on), so a retried or
 redriven leg never moves money twice. HTTP failures become the typed errors the state machine matches.
 Standard library only: the Lambda package stays small.
+
+**A leg's budget.** Lambda stops a function at its Timeout, and the task then fails with ``Sandbox.Timedout``
+(``Lambda.Unknown`` on older runtimes; Step Functions guide, "Handle Lambda service exceptions"): the leg's
+last call may still land, and nothing was logged. So the handler sets a :func:`budget` (the context's
+remaining time less a reserve) and every call here fits in it: a call starts only with at least
+``MIN_CALL_SECONDS`` left (else ``LegOutOfTime``), and waits at most the configured timeout or what is left,
+whichever is first (then ``BankTimeout``). Both are typed and retried: every leg is idempotent.
+
+**Retry-After.** A 429 moved nothing. When its Retry-After (and one more call) fits in the budget the call
+waits it out, a little longer at random so throttled legs do not come back in step, and posts again; else it
+raises ``BankThrottled`` at once, and the state machine waits at least the bank's Retry-After ceiling
+(``RETRY_AFTER_CEILING_SECONDS``, with no jitter below it) before the next attempt.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import random
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +42,53 @@ from holdline.errors import (
     BankTimeout,
     BankUnavailable,
     InsufficientFunds,
+    LegOutOfTime,
+    PaymentInFlight,
 )
+
+#: Below this much budget a call is not started: it could not get an answer back in time.
+MIN_CALL_SECONDS = 0.1
+#: The longest Retry-After the bank sends (its API contract; docs/sandbox-bank.md). The state machine's
+#: BankThrottled retry waits at least this long (tests/unit/test_state_machines.py ties the two).
+RETRY_AFTER_CEILING_SECONDS = 5
+#: A 429 without a usable Retry-After is waited out this long.
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+#: A wait for Retry-After is stretched by up to this fraction at random: never shorter than asked.
+RETRY_AFTER_JITTER = 0.2
+#: 409 codes meaning "an earlier request with this key is still being processed" (Stripe: idempotency_key_in_use).
+IN_FLIGHT_CODES = frozenset({"IDEMPOTENCY_KEY_IN_USE"})
+
+# Seams for tests; read at call time.
+clock: Callable[[], float] = time.monotonic
+sleep: Callable[[float], None] = time.sleep
+
+_deadline: ContextVar[float | None] = ContextVar("holdline_bank_deadline", default=None)
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Bank calls inside this block end within ``seconds`` from now (see the module docstring)."""
+    token = _deadline.set(clock() + max(0.0, seconds))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining_seconds() -> float | None:
+    """What is left of the budget, or None outside one."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - clock()
+
+
+def _call_timeout(configured: float) -> float:
+    remaining = remaining_seconds()
+    if remaining is None:
+        return configured
+    if remaining < MIN_CALL_SECONDS:
+        raise LegOutOfTime(f"{max(0.0, remaining):.2f} s of the leg's budget left: too little for a bank call")
+    return min(configured, remaining)
+
 
 _BY_STATUS: dict[int, type[BankError]] = {
     400: BankRejected,
@@ -45,8 +108,28 @@ def _request(
     *,
     accept: frozenset[int] = frozenset(),
 ) -> Any:
-    """One call to the bank. A status in ``accept`` is answered (its JSON body) instead of raised."""
+    """One call to the bank, and its 429s waited out while the budget allows (module docstring)."""
+    while True:
+        try:
+            return _attempt(method, path, body, headers, accept)
+        except BankThrottled as throttled:
+            wait = throttled.retry_after if throttled.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
+            remaining = remaining_seconds()
+            if remaining is None or wait + MIN_CALL_SECONDS > remaining:
+                raise
+            sleep(min(wait * (1 + random.uniform(0, RETRY_AFTER_JITTER)), remaining - MIN_CALL_SECONDS))
+
+
+def _attempt(
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    headers: dict[str, str] | None,
+    accept: frozenset[int],
+) -> Any:
+    """One HTTP request. A status in ``accept`` is answered (its JSON body) instead of raised."""
     settings = get_settings()
+    timeout = _call_timeout(settings.bank_timeout_seconds)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the URL is our own configuration, http(s) only
         settings.bank_api_url.rstrip("/") + path,
@@ -55,7 +138,7 @@ def _request(
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(request, timeout=settings.bank_timeout_seconds) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return json.loads(response.read(), parse_float=Decimal)
     except urllib.error.HTTPError as exc:
         payload = _error_body(exc)
@@ -64,6 +147,8 @@ def _request(
         code = str(payload.get("error", {}).get("code", "UNKNOWN")) if isinstance(payload, dict) else "UNKNOWN"
         if exc.code == 429:
             raise BankThrottled(f"bank answered 429 {code}", _retry_after(exc)) from None
+        if exc.code == 409 and code in IN_FLIGHT_CODES:
+            raise PaymentInFlight(f"bank answered 409 {code}") from None
         error_type = _BY_STATUS.get(exc.code, BankUnavailable if exc.code >= 500 else BankRejected)
         raise error_type(f"bank answered {exc.code} {code}") from None
     except TimeoutError as exc:

@@ -1,7 +1,9 @@
 """The saga's legs (ValidateFunction, FraudCheckFunction, LimitCheckFunction, DebitFunction, CreditFunction,
 SettlementFunction, ConfirmFunction, RefundFunction), called by the state machine with
 ``{"trackerId": ..., "executionName": ..., "retryCount": ...}`` (plus ``leg`` and ``checks`` for a settlement
-check). They raise typed errors on purpose: Step Functions' Retry and Catch match the class name."""
+check, ``debitPaymentId`` and ``creditPaymentId`` for Confirm). They raise typed errors on purpose: Step
+Functions' Retry and Catch match the class name. Each runs within a budget taken from the context's remaining
+time, so it answers or raises before Lambda stops it at its Timeout."""
 
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ def _count(event: dict[str, Any], name: str) -> int:
     return value
 
 
+def _text(event: dict[str, Any], name: str) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value:
+        raise TransferInvalid(f"{name} must be a non-empty string")
+    return value
+
+
 def _leg(name: str, step: Step) -> LegHandler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
@@ -33,7 +42,8 @@ def _leg(name: str, step: Step) -> LegHandler:
         logger.append_keys(
             trackerId=tracker_id, executionName=event.get("executionName"), leg=name, retryCount=event.get("retryCount")
         )
-        return step(tracker_id, event)
+        with bank_legs.leg_budget(context.get_remaining_time_in_millis()):
+            return step(tracker_id, event)
 
     return handler
 
@@ -44,5 +54,5 @@ limit_check = _leg("limit_check", lambda t, e: bank_legs.check_daily_limit(t))
 debit = _leg("debit", lambda t, e: bank_legs.debit(t, _count(e, "retryCount")))
 credit = _leg("credit", lambda t, e: bank_legs.credit(t, _count(e, "retryCount")))
 settlement = _leg("settlement", lambda t, e: bank_legs.settlement(t, str(e.get("leg")), _count(e, "checks")))
-confirm = _leg("confirm", lambda t, e: bank_legs.confirm(t))
-refund = _leg("refund", lambda t, e: bank_legs.refund(t))
+confirm = _leg("confirm", lambda t, e: bank_legs.confirm(_text(e, "debitPaymentId"), _text(e, "creditPaymentId")))
+refund = _leg("refund", lambda t, e: bank_legs.refund(t, _count(e, "retryCount")))

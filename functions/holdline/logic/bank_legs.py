@@ -3,24 +3,37 @@ tracker id, so account numbers never appear in Step Functions' input or history)
 a key of its own. Errors are raised, typed, for the state machine's Retry and Catch.
 
 What a leg returns lands in the execution history: ids and statuses only, never an account number.
+
+Every leg runs inside :func:`leg_budget`: its bank calls and its tracker read end before the function's own
+Timeout (with a reserve to answer), so a slow bank makes a leg raise a typed, retried error (``BankTimeout``,
+``LegOutOfTime``) instead of being stopped by Lambda with its last call unaccounted for.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from holdline.dal import bank_api, tracker_table
+from holdline.dal import aws, bank_api, tracker_table
 from holdline.errors import (
     AccountFrozen,
-    BankUnavailable,
+    AccountNotFound,
+    BankError,
+    BankRejected,
     CompensationBlocked,
     DailyLimitExceeded,
     FraudSuspected,
+    InsufficientFunds,
     PaymentNotFound,
+    RefusedAfterAttempt,
     TrackerNotFound,
+    TrackerUnavailable,
     TransferInvalid,
 )
 from holdline.models.tracker import TrackerStatus
@@ -28,10 +41,24 @@ from holdline.observability import logger, mask
 
 SETTLED = "SETTLED"
 _CURRENCY = re.compile(r"[A-Z]{3}")
+#: What a leg keeps of its Lambda's remaining time to raise its error and hand it to the runtime.
+LEG_RESERVE_SECONDS = 0.4
+# The refusals that mean "nothing moved" on a first attempt (the state machine ends the transfer on them).
+_REFUSALS = (InsufficientFunds, AccountNotFound, AccountFrozen, BankRejected)
+
+
+@contextmanager
+def leg_budget(remaining_ms: int) -> Iterator[None]:
+    """The leg's bank calls and AWS calls end ``LEG_RESERVE_SECONDS`` before the function's Timeout
+    (``context.get_remaining_time_in_millis()``), as the Connect edge does with its own budget."""
+    seconds = max(0.0, remaining_ms / 1000 - LEG_RESERVE_SECONDS)
+    with bank_api.budget(seconds), aws.budget(seconds):
+        yield
 
 
 def _row(tracker_id: str) -> dict[str, Any]:
-    row = tracker_table.get(tracker_id)
+    with aws.transient_as(TrackerUnavailable):
+        row = tracker_table.get(tracker_id)
     if row is None:
         raise TrackerNotFound(f"no tracker row {tracker_id}")
     return row
@@ -117,7 +144,15 @@ def _pay(kind: str, account_field: str, tracker_id: str, retry_count: int) -> di
             logger.info("leg already landed", extra={"paymentId": found["paymentId"], "retryCount": retry_count})
             return _leg_answer(found)
     account = request[account_field]
-    payment = bank_api.pay(kind, account, _amount(request), request["currency"], tracker_id)
+    try:
+        payment = bank_api.pay(kind, account, _amount(request), request["currency"], tracker_id)
+    except _REFUSALS as refusal:
+        if retry_count == 0:
+            raise  # a first attempt refused: nothing moved under this key
+        # An earlier attempt's outcome was not known (it may still land): "nothing moved" would be a guess, so
+        # the saga must compensate rather than end here.
+        logger.warning(f"{kind} refused on a retry", extra={"error": type(refusal).__name__})
+        raise RefusedAfterAttempt(f"{kind} refused on retry {retry_count}: {type(refusal).__name__}") from refusal
     logger.info(kind, extra={"account": mask(account), "paymentId": payment["paymentId"]})
     return _leg_answer(payment)
 
@@ -141,26 +176,50 @@ def settlement(tracker_id: str, leg: str, checks: int) -> dict[str, Any]:
     return {**_leg_answer(payment), "checks": checks + 1}
 
 
-def confirm(tracker_id: str) -> dict[str, Any]:
-    """Both legs must be settled at the bank; the confirmation number is derived from them, so a retry
-    issues the same number."""
-    legs = [bank_api.find_payment(tracker_id, kind) for kind in ("debit", "credit")]
-    if any(leg is None or leg.get("status") != SETTLED for leg in legs):
-        raise BankUnavailable("a leg is not settled yet")
-    digest = hashlib.sha256("|".join(str(leg["paymentId"]) for leg in legs if leg).encode()).hexdigest()
+def confirm(debit_payment_id: str, credit_payment_id: str) -> dict[str, Any]:
+    """Both legs have settled (the state machine only gets here after DebitSettled and CreditSettled saw
+    SETTLED): the transfer has succeeded. The confirmation number is derived from the two payment ids the saga
+    already holds, with no call to the bank, so a bank outage now cannot turn a completed transfer into a
+    failure, and a retry issues the same number."""
+    if not debit_payment_id or not credit_payment_id:
+        raise TransferInvalid("confirm needs both payment ids")
+    digest = hashlib.sha256(f"{debit_payment_id}|{credit_payment_id}".encode()).hexdigest()
     return {"confirmationNumber": "HL" + str(int(digest[:12], 16) % 10**10).zfill(10)}
 
 
-def refund(tracker_id: str) -> dict[str, Any]:
+def _settle_leg(tracker_id: str, kind: str) -> dict[str, Any] | None:
+    """The payment under the leg's key, or None once its key is burnt (a request still in flight, its task
+    long timed out, can then no longer land). One call: a cancellation of a key that a payment used answers
+    with that payment."""
+    return bank_api.cancel(tracker_id, kind)
+
+
+def refund(tracker_id: str, retry_count: int = 0) -> dict[str, Any]:
     """Give the debit back, if there was one, exactly once.
 
-    A debit or credit whose task timed out may still be in flight (a task timeout does not stop its Lambda).
-    So a leg that is not found is cancelled at the bank (its key burnt): a late call then moves nothing. If
-    the credit landed, refunding would pay twice: that is for a person to reconcile (REFUND_PENDING).
+    A debit or credit whose attempt gave up may still be in flight (a task timeout does not stop its Lambda).
+    So both keys are cancelled at the bank, side by side (the refund's calls must fit in one attempt's budget):
+    a payment that landed comes back from its cancellation, a key with none is burnt and a late call then
+    moves nothing. If the credit landed, refunding would pay twice: that is for a person to reconcile
+    (REFUND_PENDING). A retry looks its own refund up first: an earlier attempt's refund may have landed
+    although its answer never came back.
     """
     request = _load(tracker_id)
-    debit_payment = bank_api.find_payment(tracker_id, "debit") or bank_api.cancel(tracker_id, "debit")
-    credit_payment = bank_api.find_payment(tracker_id, "credit") or bank_api.cancel(tracker_id, "credit")
+    if retry_count > 0:
+        try:
+            landed = bank_api.find_payment(tracker_id, "refund")
+        except BankError as exc:
+            if not exc.transient:
+                raise
+            landed = None  # the post below replays the bank's first answer under the same key anyway
+        if landed is not None:
+            logger.info("refund already landed", extra={"paymentId": landed["paymentId"], "retryCount": retry_count})
+            return {"refunded": True, "paymentId": landed["paymentId"]}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refund") as pool:
+        # Each thread runs in a copy of this context: the budget (a ContextVar) applies there too.
+        debit_call = pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, "debit")
+        credit_call = pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, "credit")
+        debit_payment, credit_payment = debit_call.result(), credit_call.result()
     if credit_payment is not None:
         logger.error("credit landed on a failed transfer", extra={"paymentId": credit_payment["paymentId"]})
         raise CompensationBlocked("the credit landed; refunding the debit would pay twice")
