@@ -64,9 +64,10 @@ class LambdaTargetDelivery:
         """Called by moto's put_events for each matching Lambda target: asynchronous, like AWS."""
         thread = threading.Thread(target=self._run, args=(rule_arn, dict(target), dict(event)), daemon=True)
         with self._lock:
+            # Started under the lock: wait() must never see (and join) a thread that has not started yet.
+            thread.start()
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
-        thread.start()
 
     def wait(self, timeout: float = 30) -> None:
         """Tests: until every delivery started so far has been handed to Lambda or dead-lettered."""
