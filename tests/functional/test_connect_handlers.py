@@ -260,3 +260,14 @@ def test_status_answer_carries_the_adaptive_poll(stack: LocalStack, connect_even
     fresh = _put_row(stack, step="DEBITING", updatedAt=_iso(0))
     answer = call(status.handler, connect_event({"trackerId": fresh}))
     assert answer["nextPollSeconds"] == str(max(poll, 3)) and answer["keepWaiting"] == "true"
+
+
+def test_the_shipped_lookup_event_finds_the_shipped_starters_transfer(stack: LocalStack, call: Any) -> None:
+    """events/status-lookup.json is what the flow's lookup sends after events/starter.json's start went unheard
+    (same contact, no tracker id): for `sam local invoke` and the README."""
+    from tests.conftest import load_event
+
+    started = call(starter.handler, load_event("starter.json"))
+    found = call(status.handler, load_event("status-lookup.json"))
+    assert started["status"] == "STARTED" and found["trackerId"] == started["trackerId"]
+    assert found["status"] in {"RUNNING", "SUCCEEDED"}

@@ -1,6 +1,7 @@
-"""The shipped Connect flow: Connect's rules (static and at run time), the nested template that deploys it,
-and every path a caller can take through the polling loop (the outcome waiter's paths, and each fallback from
-them to the polling loop: tests/unit/test_flow_async.py).
+"""The shipped Connect flow: Connect's rules (static and at run time), the nested template that deploys it, the
+limit each function is told, the starter's retry and the lookup that tells the caller whether a transfer whose start
+went unheard was made, and every path a caller can take through the polling loop (the outcome waiter's paths,
+and each fallback from them to the polling loop: tests/unit/test_flow_async.py).
 
 The functions here are fakes (answers chosen per test) so that each branch of the flow is reached on purpose;
 tests/e2e/test_simulated_call.py drives the same flow against the real handlers on the local stack.
