@@ -453,6 +453,32 @@ def test_the_starter_never_outlives_its_lambda_on_a_hung_dependency(connect_even
     assert len(black_hole.held) >= 2  # it retried the (idempotent) conditional write
 
 
+def test_the_local_timeout_scale_leaves_the_connect_facing_functions_their_timeout(
+    stack: LocalStack, connect_event: Any
+) -> None:
+    """The local stack's timeout scale compresses the saga's time; Connect's block limits stay as written, and so
+    do the Timeouts of the functions Connect invokes: scaled to 0.1, the starter would have 0.6 s, less than one
+    AWS attempt after the answer reserve, while the simulated Connect still waits 6 s."""
+    from holdline_local import moto_adapter
+
+    previous = moto_adapter.set_timeout_scale(0.1)
+    try:
+        answer = stack.invoke("StarterFunction", connect_event(GOOD))
+        assert answer["status"] == "STARTED", answer
+        assert stack.invoke("StatusFunction", connect_event({"trackerId": answer["trackerId"]}))["trackerId"]
+    finally:
+        moto_adapter.set_timeout_scale(previous)
+    assert stack.runtime is not None
+    assert {
+        "StarterFunction",
+        "StatusFunction",
+        "ResultsFunction",
+        "OutcomeWaiterFunction",
+        "ConfigLookupFunction",
+    } == (stack.runtime.unscaled)
+    assert wait_for_execution(stack, answer["trackerId"])["status"] == "SUCCEEDED"
+
+
 def test_template_keeps_the_connect_facing_functions_inside_connect_limits() -> None:
     from holdline_local.template import read_stack
 
