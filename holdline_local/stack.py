@@ -30,6 +30,7 @@ from botocore.config import Config
 from holdline_local import iam, moto_adapter
 from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.event_targets import LambdaTargetDelivery, TargetRefused
+from holdline_local.flows import function_placeholders
 from holdline_local.iam import resource_policy_allows
 from holdline_local.runtime import FunctionConfig, InvokeResult, LambdaRuntime
 from holdline_local.runtime.async_invoke import AsyncInvoker, AsyncPolicy
@@ -87,7 +88,8 @@ class LocalStack:
     account_concurrency: int = 1000
     #: This machine's cap of environments per function (beyond it an invocation waits for a warm one).
     max_environments: int = 8
-    #: Function Timeouts and task TimeoutSeconds, scaled together (1.0: as deployed).
+    #: Function Timeouts and task TimeoutSeconds, scaled together (1.0: as deployed); the functions the Connect flow
+    #: invokes keep theirs, as Connect's block limits do.
     timeout_scale: float = 1.0
     schedules: bool = True
     #: Write what the functions print to CloudWatch Logs (/aws/lambda/<function>), for `aws logs tail`.
@@ -142,6 +144,8 @@ class LocalStack:
                 "POWERTOOLS_TRACE_DISABLED": "true",
             },
             timeout_scale=self.timeout_scale,
+            # The functions the Connect flow invokes keep their Timeout (LambdaRuntime.unscaled says why).
+            unscaled=function_placeholders().values(),
             account_concurrency=self.account_concurrency,
             max_environments=self.max_environments,
         )

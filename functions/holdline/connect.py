@@ -8,13 +8,16 @@ raises: :func:`connect_handler` turns every failure into an answer with ``status
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+import holdline
 from holdline import config
 from holdline.config import Settings
 from holdline.dal import aws
@@ -134,14 +137,57 @@ def parse_event(event: Any) -> ContactFlowEvent:
     )
 
 
-def budget_seconds(context: Any, settings: Settings, *, asynchronous: bool = False) -> float:
-    """How long AWS calls may go on: the Lambda's remaining time or Connect's block timeout, whichever ends
-    first, less a reserve to answer. Past it, the answer is an error code the flow can branch on.
+class ColdStart:
+    """How much of Connect's limit a new execution environment's Init has used before its first invocation runs.
+
+    Connect's InvocationTimeLimitSeconds runs from when the block invoked the function ("AWS Lambda function"
+    block, https://docs.aws.amazon.com/connect/latest/adminguide/invoke-lambda-function-block.html); on a cold
+    start that includes the Init phase, which Lambda runs before the invocation and does not count against the
+    function's Timeout, so the context's remaining time does not show it ("Understanding the Lambda execution
+    environment lifecycle", https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
+
+    Init is measured from the package's first import (``holdline.IMPORTED_AT``) to the handler being built (its
+    module calls :func:`connect_handler`), and counted once, by the first invocation, only when Lambda says the
+    environment was initialised on demand (``AWS_LAMBDA_INITIALIZATION_TYPE``, "Defined runtime environment
+    variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html): provisioned
+    concurrency and SnapStart initialise ahead of any invocation. It is Init's duration, not the time since Init
+    began, that is counted: Lambda may also initialise an on-demand environment ahead of a request (same lifecycle
+    page), and then counting the gap would leave its first caller no budget at all; counting the duration there
+    only costs that caller a little of its budget. The runtime's own start before our first import (tens of ms)
+    is inside :data:`ANSWER_RESERVE_SECONDS`."""
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.ended: float | None = None
+        self.counted = False
+
+    def initialized(self) -> None:
+        if self.ended is None:
+            self.ended = time.monotonic()
+
+    def take(self) -> float:
+        """Init seconds the current invocation must count: the first one's, once; 0 for every other."""
+        if self.counted or self.ended is None:
+            return 0.0
+        self.counted = True
+        if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand":
+            return 0.0
+        return max(0.0, self.ended - self.began)
+
+
+cold_start = ColdStart(holdline.IMPORTED_AT)
+
+
+def budget_seconds(context: Any, settings: Settings, *, asynchronous: bool = False, init_seconds: float = 0.0) -> float:
+    """How long AWS calls may go on: the Lambda's remaining time or what is left of Connect's block timeout
+    (less ``init_seconds``, the Init a cold start spent of it, see :class:`ColdStart`), whichever ends first,
+    less a reserve to answer. Past it, the answer is an error code the flow can branch on.
 
     ``asynchronous``: the block invokes in ASYNCHRONOUS mode (up to 60 s), whose clock started before ours."""
     limit = settings.connect_timeout_seconds
     if asynchronous:
         limit = settings.connect_async_timeout_seconds - ASYNC_CONNECT_MARGIN_SECONDS
+    limit -= init_seconds
     try:
         remaining = float(context.get_remaining_time_in_millis()) / 1000
     except (AttributeError, TypeError, ValueError):
@@ -180,6 +226,40 @@ def rejected_answer(code: str, message: str) -> Answer:
     return {"status": "REJECTED", "errorCode": code, "errorMessage": message, "retryable": "false"}
 
 
+class WithFacts(Exception):
+    """``raise WithFacts(trackerId=...) from exc``: answer as ``exc`` would be answered, plus these facts, which
+    hold although the request failed (the starter's row exists: the flow, and an agent, can find the transfer
+    by its id)."""
+
+    def __init__(self, **facts: str) -> None:
+        super().__init__(", ".join(sorted(facts)))
+        self.facts = facts
+
+
+def failure_answer(exc: BaseException) -> Answer:
+    """The answer for a failure of a handler body: a rejection, or an error code the flow can branch on."""
+    if isinstance(exc, WithFacts) and exc.__cause__ is not None:
+        return {**failure_answer(exc.__cause__), **exc.facts}
+    if isinstance(exc, RequestRejected):
+        logger.info("request rejected", extra={"errorCode": exc.code})
+        metrics.add_metric(name="RequestsRejected", unit="Count", value=1)
+        return rejected_answer(exc.code, exc.message)
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        logger.warning("AWS dependency refused", extra={"awsErrorCode": code})
+        if code in THROTTLING_CODES:
+            return error_answer("THROTTLED", retryable=True, message="We are very busy right now.")
+        return error_answer("DEPENDENCY_ERROR", retryable=True)
+    if isinstance(exc, aws.TRANSIENT_FAULTS):  # timed out, unreachable, or no time left for another attempt
+        logger.warning("AWS dependency unreachable", extra={"reason": type(exc).__name__})
+        return error_answer("DEPENDENCY_TIMEOUT", retryable=True)
+    if isinstance(exc, BotoCoreError):  # e.g. no credentials: our configuration, but the flow can still fall back
+        logger.warning("AWS dependency call failed", extra={"reason": type(exc).__name__})
+        return error_answer("DEPENDENCY_ERROR", retryable=True)
+    logger.error("unexpected failure answering Connect", exc_info=exc)
+    return error_answer("INTERNAL_ERROR", retryable=True)
+
+
 ConnectHandler = Callable[[dict[str, Any], "LambdaContext"], Answer]
 
 
@@ -190,10 +270,14 @@ def connect_handler(
 ) -> ConnectHandler:
     """Wrap a handler body: parse the event, add correlation ids, never raise, always answer a flat map.
 
-    The body runs inside :func:`aws.budget` (see :func:`budget_seconds`); ``asynchronous`` for a function the
-    flow invokes in ASYNCHRONOUS mode."""
+    The body runs inside :func:`aws.budget` (see :func:`budget_seconds`; the first invocation of a new environment
+    counts its Init, :class:`ColdStart`); ``asynchronous`` for a function the flow invokes in ASYNCHRONOUS mode."""
+    # Called as the handler's module is built: the end of this environment's Init.
+    cold_start.initialized()
 
     def wrapper(event: dict[str, Any], context: LambdaContext) -> Answer:
+        # Read before anything else: the budget runs from the handler's start.
+        init_seconds = cold_start.take()
         try:
             contact_event = parse_event(event)
         except InvalidEvent as exc:
@@ -202,27 +286,14 @@ def connect_handler(
             return rejected_answer(exc.code, _INVALID_MESSAGES[exc.code])
         logger.append_keys(contactId=contact_event.contact_id)
         try:
-            with aws.budget(budget_seconds(context, config.get_settings(), asynchronous=asynchronous)):
+            settings = config.get_settings()
+            seconds = budget_seconds(context, settings, asynchronous=asynchronous, init_seconds=init_seconds)
+            if init_seconds:
+                logger.info("cold start", extra={"initMs": int(init_seconds * 1000), "budgetMs": int(seconds * 1000)})
+            with aws.budget(seconds):
                 return flat_answer(func(contact_event, context))
-        except RequestRejected as exc:
-            logger.info("request rejected", extra={"errorCode": exc.code})
-            metrics.add_metric(name="RequestsRejected", unit="Count", value=1)
-            return rejected_answer(exc.code, exc.message)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            logger.warning("AWS dependency refused", extra={"awsErrorCode": code})
-            if code in THROTTLING_CODES:
-                return error_answer("THROTTLED", retryable=True, message="We are very busy right now.")
-            return error_answer("DEPENDENCY_ERROR", retryable=True)
-        except aws.TRANSIENT_FAULTS as exc:
-            logger.warning("AWS dependency unreachable", extra={"reason": type(exc).__name__})
-            return error_answer("DEPENDENCY_TIMEOUT", retryable=True)
-        except BotoCoreError as exc:  # e.g. no credentials: our configuration, but the flow can still fall back
-            logger.warning("AWS dependency call failed", extra={"reason": type(exc).__name__})
-            return error_answer("DEPENDENCY_ERROR", retryable=True)
-        except Exception:
-            logger.exception("unexpected failure answering Connect")
-            return error_answer("INTERNAL_ERROR", retryable=True)
+        except Exception as exc:
+            return failure_answer(exc)
         finally:
             logger.remove_keys(["contactId", "trackerId", "executionName"])
 

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +157,7 @@ class LambdaRuntime:
         credentials: Credentials,
         local_variables: Mapping[str, str],
         timeout_scale: float = 1.0,
+        unscaled: Iterable[str] = (),
         account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
         max_environments: int = 8,
         init_limit_seconds: float = INIT_LIMIT_SECONDS,
@@ -170,6 +171,11 @@ class LambdaRuntime:
         self._credentials = credentials
         self._local_variables = dict(local_variables)
         self.timeout_scale = timeout_scale
+        #: Functions whose Timeout the scale leaves as written: those Connect invokes. Connect's block limits are
+        #: not scaled (the flow simulator runs them as written) and these functions' budgets are tied to them
+        #: (CONNECT_TIMEOUT_SECONDS, holdline/connect.py): scaled, a 4 s function would get 0.4 s while Connect
+        #: still waits 4 s, and not even one AWS attempt would fit its budget. The scale is for the saga's time.
+        self.unscaled = frozenset(unscaled)
         self.account_concurrency = account_concurrency
         self.max_environments = max_environments
         self.init_limit_seconds = init_limit_seconds
@@ -323,7 +329,7 @@ class LambdaRuntime:
         client_context: str | None,
     ) -> InvokeResult:
         request_id = str(uuid.uuid4())
-        timeout = config.timeout * self.timeout_scale
+        timeout = config.timeout * (1.0 if config.name in self.unscaled else self.timeout_scale)
         invocation = Invocation(
             request_id=request_id,
             payload=payload,

@@ -28,7 +28,8 @@ class CallReport:
     contact_id: str
     steps: list[Step] = field(default_factory=list)
     path: list[str] = field(default_factory=list)  # every action the caller went through, in order
-    outcome: str = ""  # the flow's holdlineOutcome: SUCCEEDED, FAILED, REJECTED, ERROR, ERROR_BRANCH, HOLD_EXCEEDED
+    # The flow's holdlineOutcome: SUCCEEDED, FAILED, REJECTED, NOT_STARTED, START_UNKNOWN, ERROR_BRANCH, HOLD_EXCEEDED.
+    outcome: str = ""
     error_code: str = ""
     ending: str = ""  # DISCONNECTED | QUEUED_FOR_AGENT | CALLBACK_CREATED
     caller_hears: str = ""

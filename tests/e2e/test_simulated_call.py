@@ -110,3 +110,48 @@ def test_the_polling_loop_still_serves_a_call_whose_outcome_waiter_is_refused(
     assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED")
     assert report.error_branches == ["Wait for outcome: INVOKE_REFUSED"] and report.attributes["holdMode"] == "POLLING"
     assert "StatusFunction" in invoked_functions(report.steps)
+
+
+def test_a_starter_that_times_out_after_starting_the_transfer_still_tells_the_caller_the_outcome(
+    stack: LocalStack, connect_event: Any
+) -> None:
+    """Against the real functions: every visit of the starter's block takes longer than Connect waits (simulated
+    latency on top of a run that really started the transfer), so the flow takes the Error branch twice; the
+    lookup (the real status function, no tracker id) finds the transfer, and the caller holds for it and hears the
+    real outcome. The money moved once."""
+    from holdline.logic.starter import tracker_id_for
+    from tests.helpers import executions
+
+    call_event = connect_event(load_event("starter.json")["Details"]["Parameters"])
+    contact = call_event["Details"]["ContactData"]["ContactId"]
+    invoke = _lambda_invoker(_endpoint_client(stack.endpoint))
+    report = SimulatedCall(
+        invoke, call_event, time_scale=0.01, latency=lambda f: 6.5 if f == "StarterFunction" else 0.0
+    ).run()
+    assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED") and report.completed
+    assert report.error_branches == ["Start transfer: TIMEOUT", "Start transfer: TIMEOUT"]
+    tracker_id = tracker_id_for("transfer", contact, contact)
+    assert report.attributes["trackerId"] == tracker_id
+    assert invoked_functions(report.steps)[1:5] == [
+        "StarterFunction",
+        "StarterFunction",
+        "StatusFunction",
+        "OutcomeWaiterFunction",
+    ]
+    assert "is complete" in report.caller_hears
+    assert [e["name"] for e in executions(stack, tracker_id)] == [tracker_id]
+    assert stack.bank is not None and stack.bank.count(tracker_id, "debit") == 1
+
+
+def test_a_starter_that_never_ran_is_told_as_not_started(stack: LocalStack, connect_event: Any) -> None:
+    """The starter cannot be invoked at all (a name Lambda does not know): both visits take the Error branch, the
+    real status function finds no transfer for this contact, and the caller hears that nothing was made."""
+    from holdline_local.flows import function_placeholders
+
+    functions = {**function_placeholders(), "StarterFunctionArn": "NoSuchFunction"}
+    call_event = connect_event(load_event("starter.json")["Details"]["Parameters"])
+    invoke = _lambda_invoker(_endpoint_client(stack.endpoint))
+    report = SimulatedCall(invoke, call_event, functions=functions, time_scale=0.01).run()
+    assert (report.outcome, report.ending) == ("NOT_STARTED", "QUEUED_FOR_AGENT")
+    assert report.error_branches == ["Start transfer: INVOKE_REFUSED"] * 2
+    assert "Your transfer has not been made." in report.caller_hears

@@ -80,21 +80,51 @@ def test_throttled_calls_are_retried_then_succeed(clock: FakeClock, monkeypatch:
     assert faults.count("dynamodb", "get_item") == 4 and len(clock.sleeps) == 3
 
 
-@pytest.mark.parametrize("seconds", [2.5, 3.0, 4.7, 5.7])
-def test_retries_stop_while_a_whole_attempt_still_fits(
+def timed_throttle(clock: FakeClock, attempts: list[tuple[float, float]]) -> Any:
+    """Throttles every call, noting when each attempt began and the longest its client would wait (connect +
+    read timeout): what a hung attempt would take."""
+
+    def fault(real: Any, operation: str) -> Any:
+        connect, read = aws.attempt_timeouts()
+        attempts.append((clock.now, connect + read))
+        return THROTTLE(real, operation)
+
+    return fault
+
+
+@pytest.mark.parametrize("seconds", [0.6, 1.2, 2.5, 3.0, 4.7, 5.7])
+def test_every_attempt_fits_what_is_left_of_the_budget(
     seconds: float, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faults = FaultyClients(lambda service: NullClient()).always_on("stepfunctions", "start_execution", THROTTLE)
+    """Before each attempt, the first included: its client's connect + read timeouts fit in what is left, so even
+    a hung attempt ends inside the budget; retries go on with shorter attempts until not even the shortest fits."""
+    attempts: list[tuple[float, float]] = []
+    faults = FaultyClients(lambda service: NullClient()).always_on(
+        "stepfunctions", "start_execution", timed_throttle(clock, attempts)
+    )
     monkeypatch.setattr(aws, "client", faults)
-    start = clock.now
+    deadline = clock.now + seconds
     with aws.budget(seconds), pytest.raises(ClientError) as raised:
         aws.call("stepfunctions", "start_execution", name="x")
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
-    attempts = faults.count("stepfunctions", "start_execution")
-    assert attempts >= 2 and len(clock.sleeps) == attempts - 1
-    # The last attempt began early enough that even a hung one (connect + read timeout) ends in budget.
-    assert clock.now - start + aws.ATTEMPT_SECONDS <= seconds
-    assert attempts <= aws.MAX_ATTEMPTS
+    assert len(attempts) == len(clock.sleeps) + 1 and 1 <= len(attempts) <= aws.MAX_ATTEMPTS
+    for began, longest in attempts:
+        assert began + longest <= deadline + 1e-9, (began - 1000.0, longest, seconds)
+    if seconds >= aws.ATTEMPT_SECONDS:
+        assert attempts[0][1] == aws.ATTEMPT_SECONDS  # a first attempt that fits whole gets the whole timeouts
+    # Retries went on while anything fitted: the last one was short, or it made all the attempts it may.
+    assert len(attempts) == aws.MAX_ATTEMPTS or attempts[-1][1] < aws.ATTEMPT_SECONDS
+
+
+def test_no_attempt_starts_that_cannot_fit(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Less left than the shortest attempt: the call is not made at all (it could only end past the budget, or
+    land after the flow gave up), and the error is a transient one the adapter answers DEPENDENCY_TIMEOUT to."""
+    faults = FaultyClients(lambda service: NullClient())
+    monkeypatch.setattr(aws, "client", faults)
+    with aws.budget(aws.MIN_ATTEMPT_SECONDS - 0.01), pytest.raises(aws.BudgetExhausted) as raised:
+        aws.call("dynamodb", "put_item", TableName="t")
+    assert faults.calls == [] and aws.is_transient(raised.value)
+    assert "dynamodb.put_item" in str(raised.value)
 
 
 def test_without_a_budget_retries_are_still_bounded(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,6 +176,84 @@ def test_budget_is_the_lambda_remaining_time_or_connect_timeout_whichever_is_fir
     assert budget_seconds(object(), Settings(connect_timeout_seconds=5)) == pytest.approx(4.7)
 
 
+def test_a_cold_starts_init_counts_against_connects_limit_not_the_lambdas() -> None:
+    """Connect's clock runs from when it invoked, Init included; Lambda's Timeout (the context's remaining time)
+    starts after Init. So the Init already spent comes off Connect's limit, not off the remaining time."""
+    settings = Settings(connect_timeout_seconds=6)
+    assert budget_seconds(DeadlineContext(6000), settings, init_seconds=1.5) == pytest.approx(
+        6 - 1.5 - ANSWER_RESERVE_SECONDS, abs=0.05
+    )
+    # The Lambda's own remaining time still bounds it when that is shorter.
+    assert budget_seconds(DeadlineContext(2000), settings, init_seconds=1.5) == pytest.approx(1.7, abs=0.05)
+    assert budget_seconds(DeadlineContext(6000), settings, init_seconds=7.0) == 0.0
+
+
+_COLD_START = """
+import json, os, sys, time
+began = time.monotonic()
+import holdline.config                      # the first of our modules a handler imports: Init reaches our code
+time.sleep(float(sys.argv[2]))              # a slow Init (imports, clients)
+from holdline.connect import connect_handler
+from holdline.dal import aws
+
+seen = []
+
+@connect_handler                            # the handler module is built: Init ends
+def body(event, context):
+    seen.append(aws.remaining_seconds())
+    return {"status": "OK"}
+
+init = time.monotonic() - began
+
+class Context:
+    def get_remaining_time_in_millis(self):
+        return 60_000
+
+event = {"Details": {"ContactData": {"ContactId": "c-1"}, "Parameters": {}}}
+for _ in range(2):
+    assert body(event, Context()) == {"status": "OK"}
+print(json.dumps({"init": init, "seen": seen}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("initialization", "counted"), [("on-demand", True), ("provisioned-concurrency", False), ("snap-start", False)]
+)
+def test_the_first_invocation_of_a_new_environment_subtracts_its_init(
+    initialization: str, counted: bool, tmp_path: Any
+) -> None:
+    """A fresh interpreter, as a new execution environment is: its first invocation's budget is Connect's limit
+    less the Init it waited for (measured from the first import of our code to the handler being built); the next
+    invocation has the whole limit. Provisioned concurrency and SnapStart initialise ahead of any invocation, so
+    nobody waited for their Init (Lambda's "Defined runtime environment variables": AWS_LAMBDA_INITIALIZATION_TYPE)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "cold.py"
+    script.write_text(_COLD_START)
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization,
+        "CONNECT_TIMEOUT_SECONDS": "4",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), "x", "1.0"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    first, second = facts["seen"]
+    whole = 4 - ANSWER_RESERVE_SECONDS
+    assert second == pytest.approx(whole, abs=0.05)
+    if counted:
+        assert whole - facts["init"] - 0.05 <= first <= whole - 1.0 + 0.05
+    else:
+        assert first == pytest.approx(whole, abs=0.05)
+
+
 def test_clients_have_short_timeouts_and_no_sdk_retries() -> None:
     cfg = aws.new_client("dynamodb", region_name="us-east-1").meta.config
     assert cfg.connect_timeout + cfg.read_timeout == aws.ATTEMPT_SECONDS <= 2
@@ -191,18 +299,40 @@ def test_dynamodb_throttled_past_the_budget_answers_throttled_and_writes_nothing
 def test_step_functions_throttled_past_the_budget_then_the_flow_retry_converges(
     stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The row exists, so the ERROR answer names it: the flow's retry, its lookup and an agent can find it."""
     event = connect_event(GOOD)
+    contact = event["Details"]["ContactData"]["ContactId"]
     faults = FaultyClients(aws.client).always_on("stepfunctions", "start_execution", THROTTLE)
     monkeypatch.setattr(aws, "client", faults)
     began = time.monotonic()
-    assert call(starter.handler, event, DeadlineContext(3000)) == THROTTLED
+    tracker_id = tracker_id_for("transfer", contact, contact)
+    assert call(starter.handler, event, DeadlineContext(3000)) == {**THROTTLED, "trackerId": tracker_id}
     assert time.monotonic() - began < 2.8
+    assert tracker_row(stack, tracker_id) is not None
     assert faults.count("stepfunctions", "start_execution") >= 2
     monkeypatch.setattr(aws, "client", faults.real)  # the throttling ends; the flow tries again
     answer = call(starter.handler, event, DeadlineContext(3000))
-    assert answer["status"] == "STARTED"
+    assert answer["status"] == "STARTED" and answer["trackerId"] == tracker_id
     assert len(executions(stack, answer["trackerId"])) == 1
     assert wait_for_execution(stack, answer["trackerId"])["status"] == "SUCCEEDED"
+
+
+def test_a_budget_spent_by_the_row_write_answers_with_the_tracker_and_starts_nothing(
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow PutItem leaves less than the shortest attempt: StartExecution is not attempted (it could land after
+    Connect gave up), and the answer names the row that was written."""
+    event = connect_event(GOOD)
+    contact = event["Details"]["ContactData"]["ContactId"]
+    faults = FaultyClients(aws.client).on("dynamodb", "put_item", slow(0.9))
+    monkeypatch.setattr(aws, "client", faults)
+    began = time.monotonic()
+    answer = call(starter.handler, event, DeadlineContext(1500))
+    assert time.monotonic() - began < 1.5 - ANSWER_RESERVE_SECONDS + 0.1
+    tracker_id = tracker_id_for("transfer", contact, contact)
+    assert answer["status"] == "ERROR" and answer["errorCode"] == "DEPENDENCY_TIMEOUT"
+    assert answer["trackerId"] == tracker_id and answer["retryable"] == "true"
+    assert faults.count("stepfunctions", "start_execution") == 0 and executions(stack, tracker_id) == []
 
 
 def test_status_throttled_answers_throttled_within_connect_timeout(
@@ -218,7 +348,8 @@ def test_status_throttled_answers_throttled_within_connect_timeout(
     answer = call(status.handler, connect_event({"trackerId": started["trackerId"]}), DeadlineContext(60_000))
     assert answer == THROTTLED
     assert time.monotonic() - began < 2.0
-    assert faults.count("dynamodb", "get_item") == 1  # 1.7 s left cannot fit a 2 s attempt: no retry
+    # 1.7 s left: a whole 2 s attempt does not fit, but shorter ones do: retried, and still inside the limit.
+    assert faults.count("dynamodb", "get_item") >= 2
 
 
 def test_a_slow_dependency_within_budget_still_answers(
@@ -244,7 +375,9 @@ class BlackHole:
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self._clients: dict[str, Any] = {}
+        self.clients = aws.Clients(
+            endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
 
     def _accept(self) -> None:
         while not self.stop.is_set():
@@ -254,16 +387,8 @@ class BlackHole:
                 continue
 
     def client(self, service: str) -> Any:
-        """The production client configuration, pointed here (created before the clock starts)."""
-        if service not in self._clients:
-            self._clients[service] = aws.new_client(
-                service,
-                endpoint_url=self.url,
-                region_name="us-east-1",
-                aws_access_key_id="x",
-                aws_secret_access_key="x",
-            )
-        return self._clients[service]
+        """The production clients (one per attempt length, as :func:`aws.call` chooses), pointed here."""
+        return self.clients(service)
 
     def close(self) -> None:
         self.stop.set()
@@ -276,8 +401,10 @@ class BlackHole:
 @pytest.fixture
 def black_hole(monkeypatch: pytest.MonkeyPatch) -> Iterator[BlackHole]:
     hole = BlackHole()
-    for service in ("dynamodb", "stepfunctions"):
-        hole.client(service)
+    for service in ("dynamodb", "stepfunctions"):  # created before the clock starts, as a warm container's are
+        for timeouts in aws.ATTEMPT_TIMEOUTS:
+            with aws.attempt(timeouts):
+                hole.client(service)
     # Only this test's thread talks to the black hole: the session's local stack keeps working in its own
     # threads (the stream pump, rule deliveries) and must neither reach it nor be counted as an attempt.
     test_thread = threading.get_ident()
@@ -296,9 +423,24 @@ def test_a_hung_dependency_answers_dependency_timeout_in_budget(connect_event: A
     answer = status.handler(connect_event({"trackerId": "transfer-0123456789abcdef"}), DeadlineContext(2500))
     elapsed = time.monotonic() - began
     assert answer["status"] == "ERROR" and answer["errorCode"] == "DEPENDENCY_TIMEOUT" and answer["retryable"] == "true"
-    # One attempt, ended by the short read timeout (not botocore's 60 s), and no second one that could not fit.
-    assert aws.READ_TIMEOUT - 0.1 <= elapsed < 2.5
-    assert len(black_hole.held) == 1
+    # A whole attempt, ended by the short read timeout (not botocore's 60 s), then a shorter one in what was left.
+    assert aws.READ_TIMEOUT - 0.1 <= elapsed < 2.5 - ANSWER_RESERVE_SECONDS + 0.1
+    assert len(black_hole.held) == 2
+
+
+@pytest.mark.parametrize(("lambda_ms", "attempts"), [(600, 0), (1000, 1), (1500, 1)])
+def test_a_first_attempt_with_little_time_left_is_shortened_to_fit(
+    connect_event: Any, black_hole: BlackHole, lambda_ms: int, attempts: int
+) -> None:
+    """Less time left than one whole attempt (a slow Init, a late retry): the first attempt gets timeouts that
+    end inside the budget instead of its full 0.5 s + 1.5 s, which would outlive the Lambda itself; with less
+    left than the shortest attempt, none is made."""
+    began = time.monotonic()
+    answer = status.handler(connect_event({"trackerId": "transfer-0123456789abcdef"}), DeadlineContext(lambda_ms))
+    elapsed = time.monotonic() - began
+    assert answer["errorCode"] == "DEPENDENCY_TIMEOUT" and answer["retryable"] == "true"
+    assert elapsed < lambda_ms / 1000 - ANSWER_RESERVE_SECONDS + 0.1
+    assert len(black_hole.held) == attempts
 
 
 def test_the_starter_never_outlives_its_lambda_on_a_hung_dependency(connect_event: Any, black_hole: BlackHole) -> None:
@@ -309,6 +451,32 @@ def test_the_starter_never_outlives_its_lambda_on_a_hung_dependency(connect_even
     assert answer["errorCode"] == "DEPENDENCY_TIMEOUT" and answer["retryable"] == "true"
     assert elapsed < 4.0
     assert len(black_hole.held) >= 2  # it retried the (idempotent) conditional write
+
+
+def test_the_local_timeout_scale_leaves_the_connect_facing_functions_their_timeout(
+    stack: LocalStack, connect_event: Any
+) -> None:
+    """The local stack's timeout scale compresses the saga's time; Connect's block limits stay as written, and so
+    do the Timeouts of the functions Connect invokes: scaled to 0.1, the starter would have 0.6 s, less than one
+    AWS attempt after the answer reserve, while the simulated Connect still waits 6 s."""
+    from holdline_local import moto_adapter
+
+    previous = moto_adapter.set_timeout_scale(0.1)
+    try:
+        answer = stack.invoke("StarterFunction", connect_event(GOOD))
+        assert answer["status"] == "STARTED", answer
+        assert stack.invoke("StatusFunction", connect_event({"trackerId": answer["trackerId"]}))["trackerId"]
+    finally:
+        moto_adapter.set_timeout_scale(previous)
+    assert stack.runtime is not None
+    assert {
+        "StarterFunction",
+        "StatusFunction",
+        "ResultsFunction",
+        "OutcomeWaiterFunction",
+        "ConfigLookupFunction",
+    } == (stack.runtime.unscaled)
+    assert wait_for_execution(stack, answer["trackerId"])["status"] == "SUCCEEDED"
 
 
 def test_template_keeps_the_connect_facing_functions_inside_connect_limits() -> None:

@@ -92,6 +92,53 @@ def test_status_and_results_for_unknown_tracker(stack: LocalStack, connect_event
         assert handler(connect_event({}), lambda_context)["status"] == "NOT_FOUND"
 
 
+def test_status_finds_the_transfer_of_this_contact_and_request_without_a_tracker_id(
+    stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's lookup after a starter that erred or timed out: no tracker id, so status derives it from the
+    contact and the request (the starter's tracker_id_for) and answers it; one GetItem, nothing else."""
+    from holdline.dal import aws
+    from holdline.logic.starter import tracker_id_for
+
+    contact = str(uuid.uuid4())
+    started = call(starter.handler, connect_event(GOOD, contact_id=contact))
+    assert started["trackerId"] == tracker_id_for("transfer", contact, contact)
+    calls: list[str] = []
+    real = aws.client
+
+    def spy(service: str) -> Any:
+        client = real(service)
+
+        class Spy:
+            def __getattr__(self, name: str) -> Any:
+                calls.append(f"{service}.{name}")
+                return getattr(client, name)
+
+        return Spy()
+
+    monkeypatch.setattr(aws, "client", spy)
+    found = call(status.handler, connect_event({}, contact_id=contact))
+    assert found["status"] in {"RUNNING", "SUCCEEDED"} and found["trackerId"] == started["trackerId"]
+    assert calls == ["dynamodb.get_item"]
+    # Another contact, or another request of this contact, is not this transfer.
+    assert call(status.handler, connect_event({}))["status"] == "NOT_FOUND"
+    other = call(status.handler, connect_event({"requestId": "r-2"}, contact_id=contact))
+    assert other["status"] == "NOT_FOUND" and "trackerId" not in other
+
+
+def test_status_finds_a_transfer_started_with_its_own_request_id(
+    stack: LocalStack, connect_event: Any, call: Any
+) -> None:
+    contact = str(uuid.uuid4())
+    started = call(starter.handler, connect_event({**GOOD, "requestId": "r-7"}, contact_id=contact))
+    found = call(status.handler, connect_event({"requestId": "r-7"}, contact_id=contact))
+    assert found["trackerId"] == started["trackerId"] and found["status"] in {"RUNNING", "SUCCEEDED"}
+    assert call(status.handler, connect_event({}, contact_id=contact))["status"] == "NOT_FOUND"
+    # Nonsense in the request key costs no read and finds nothing.
+    for bad in ({"requestId": "r 7"}, {"operation": "launch-rockets"}):
+        assert call(status.handler, connect_event(bad, contact_id=contact))["status"] == "NOT_FOUND"
+
+
 def test_status_reads_only_the_tracker(
     stack: LocalStack, connect_event: Any, call: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,3 +260,14 @@ def test_status_answer_carries_the_adaptive_poll(stack: LocalStack, connect_even
     fresh = _put_row(stack, step="DEBITING", updatedAt=_iso(0))
     answer = call(status.handler, connect_event({"trackerId": fresh}))
     assert answer["nextPollSeconds"] == str(max(poll, 3)) and answer["keepWaiting"] == "true"
+
+
+def test_the_shipped_lookup_event_finds_the_shipped_starters_transfer(stack: LocalStack, call: Any) -> None:
+    """events/status-lookup.json is what the flow's lookup sends after events/starter.json's start went unheard
+    (same contact, no tracker id): for `sam local invoke` and the README."""
+    from tests.conftest import load_event
+
+    started = call(starter.handler, load_event("starter.json"))
+    found = call(status.handler, load_event("status-lookup.json"))
+    assert started["status"] == "STARTED" and found["trackerId"] == started["trackerId"]
+    assert found["status"] in {"RUNNING", "SUCCEEDED"}

@@ -1,6 +1,7 @@
-"""The shipped Connect flow: Connect's rules (static and at run time), the nested template that deploys it,
-and every path a caller can take through the polling loop (the outcome waiter's paths, and each fallback from
-them to the polling loop: tests/unit/test_flow_async.py).
+"""The shipped Connect flow: Connect's rules (static and at run time), the nested template that deploys it, the
+limit each function is told, the starter's retry and the lookup that tells the caller whether a transfer whose start
+went unheard was made, and every path a caller can take through the polling loop (the outcome waiter's paths,
+and each fallback from them to the polling loop: tests/unit/test_flow_async.py).
 
 The functions here are fakes (answers chosen per test) so that each branch of the flow is reached on purpose;
 tests/e2e/test_simulated_call.py drives the same flow against the real handlers on the local stack.
@@ -26,7 +27,7 @@ from holdline_local.flows import (
 )
 from holdline_local.simulator import FlowRuleViolation, SimulatedCall, check_flow, invoked_functions
 from tests.conftest import load_event
-from tests.flow_fakes import DONE, FLOW, POLLING, RUNNING, STARTED, Functions, action, call, edited
+from tests.flow_fakes import DONE, FLOW, POLLING, RUNNING, STARTED, SUCCEEDED, Functions, action, call, edited
 
 _action, _edited = action, edited
 
@@ -45,8 +46,8 @@ def test_the_nested_template_deploys_exactly_the_shipped_flow() -> None:
     assert invoked_placeholders(FLOW) == [
         "ConfigLookupFunctionArn",
         "StarterFunctionArn",
+        "StatusFunctionArn",  # the lookup when the starter's answer was lost
         "OutcomeWaiterFunctionArn",
-        "StatusFunctionArn",
         "ResultsFunctionArn",
     ]
     assert set(function_placeholders()) == set(invoked_placeholders(FLOW)) and missing_in_parent() == []
@@ -91,6 +92,47 @@ def test_every_lambda_block_leaves_headroom_under_connects_limit() -> None:
         else:
             # Connect allows 8; its retries need time inside the block
             assert block <= 6 and function.timeout <= block, block_action["Identifier"]
+
+
+def test_each_function_is_told_the_limit_of_the_block_that_invokes_it() -> None:
+    """CONNECT_TIMEOUT_SECONDS (CONNECT_ASYNC_TIMEOUT_SECONDS for an ASYNCHRONOUS block) is what the function's
+    budget runs against: it must be the InvocationTimeLimitSeconds of the block that invokes it, the smallest one
+    when several blocks do. A larger value lets AWS retries run past the moment Connect gives up."""
+    from holdline_local.template import read_stack
+
+    functions = read_stack().functions
+    limits: dict[tuple[str, str], int] = {}
+    for block_action in FLOW["Actions"]:
+        if block_action["Type"] != "InvokeLambdaFunction":
+            continue
+        parameters = block_action["Parameters"]
+        function = function_placeholders()[parameters["LambdaFunctionARN"][2:-1]]
+        asynchronous = parameters["InvocationType"] == "ASYNCHRONOUS"
+        variable = "CONNECT_ASYNC_TIMEOUT_SECONDS" if asynchronous else "CONNECT_TIMEOUT_SECONDS"
+        limit = int(parameters["InvocationTimeLimitSeconds"])
+        limits[(function, variable)] = min(limit, limits.get((function, variable), limit))
+    told = {key: functions[key[0]].environment.get(key[1]) for key in limits}
+    assert {key: float(value) if value is not None else None for key, value in told.items()} == {
+        key: float(limit) for key, limit in limits.items()
+    }
+    # Every synchronous block's function is told its limit (none is left to the 8 s default).
+    assert {name for name, variable in limits if variable == "CONNECT_TIMEOUT_SECONDS"} == {
+        "ConfigLookupFunction",
+        "StarterFunction",
+        "StatusFunction",
+        "ResultsFunction",
+    }
+
+
+def test_the_lookup_asks_for_the_request_the_starter_was_asked_for() -> None:
+    """The lookup finds the transfer by the tracker id the starter derives from (operation, ContactId, requestId):
+    it must pass the same requestId and operation (here: none, so both default) and no tracker id of its own."""
+    start = _action(FLOW, "Start transfer")["Parameters"]["LambdaInvocationAttributes"]
+    lookup = _action(FLOW, LOOKUP)["Parameters"]["LambdaInvocationAttributes"]
+    key = ("requestId", "operation")
+    assert {k: v for k, v in lookup.items() if k in key} == {k: v for k, v in start.items() if k in key}
+    assert "trackerId" not in lookup
+    assert function_placeholders()[_action(FLOW, LOOKUP)["Parameters"]["LambdaFunctionARN"][2:-1]] == "StatusFunction"
 
 
 # ---- a flow edited so that it breaks a rule is refused -------------------------------------------------
@@ -279,11 +321,109 @@ def test_rejected_request_is_told_and_offered_an_agent() -> None:
     assert invoked_functions(report.steps) == ["ConfigLookupFunction", "StarterFunction"]
 
 
-def test_starter_error_answer_goes_to_an_agent() -> None:
-    error = {"status": "ERROR", "errorCode": "THROTTLED", "retryable": "true", "errorMessage": "Busy."}
-    report = call(Functions(StarterFunction=error))
-    assert (report.outcome, report.error_code, report.ending) == ("ERROR", "THROTTLED", "QUEUED_FOR_AGENT")
-    assert not report.completed
+LOOKUP = "Look for the transfer"
+ERROR = {"status": "ERROR", "errorCode": "THROTTLED", "retryable": "true", "errorMessage": "Busy."}
+NOT_FOUND = {"status": "NOT_FOUND", "keepWaiting": "false", "errorCode": "NOT_FOUND"}
+#: What status answers the lookup when the starter's transfer exists (it names the tracker it found).
+FOUND = {**RUNNING, "trackerId": "transfer-1"}
+
+
+def _lookups(functions: Functions) -> list[Any]:
+    return [e for e in functions.called("StatusFunction") if "trackerId" not in e["Details"]["Parameters"]]
+
+
+def test_a_starter_error_answer_is_retried_once_then_succeeds() -> None:
+    functions = Functions(StarterFunction=[ERROR, STARTED])
+    report = call(functions)
+    assert (report.outcome, report.ending, report.error_branches) == ("SUCCEEDED", "DISCONNECTED", [])
+    assert len(functions.called("StarterFunction")) == 2 and _lookups(functions) == []
+    assert "holdlineErrorCode" not in report.attributes  # a retried error is no outcome
+    # The same request both times (the starter is idempotent), and a prompt between the two invocations.
+    first, second = functions.called("StarterFunction")
+    assert first["Details"]["Parameters"] == second["Details"]["Parameters"]
+    assert report.path.count("Start transfer") == 2 and "Say one moment" in report.path
+    assert report.tracker_id == "transfer-1"
+
+
+def test_a_starter_error_branch_is_retried_once_then_succeeds() -> None:
+    # One visit of the block: Connect's own retries (4 attempts), all failing; then the flow's retry succeeds.
+    functions = Functions(StarterFunction=[RuntimeError("cold")] * 4 + [STARTED])
+    report = call(functions)
+    assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED")
+    assert report.error_branches == ["Start transfer: LAMBDA_EXCEPTION"]
+    assert [s.attempts for s in report.steps if s.name == "StarterFunction"] == [4, 1]
+
+
+def test_starter_errs_twice_and_nothing_started_the_caller_hears_so() -> None:
+    functions = Functions(StarterFunction=ERROR, StatusFunction=NOT_FOUND)
+    report = call(functions)
+    assert (report.outcome, report.ending) == ("NOT_STARTED", "QUEUED_FOR_AGENT")
+    assert report.attributes["holdlineStartError"] == "THROTTLED"  # what the starter said, for the contact record
+    assert invoked_functions(report.steps) == [
+        "ConfigLookupFunction",
+        "StarterFunction",
+        "StarterFunction",
+        "StatusFunction",
+    ]
+    assert "Your transfer has not been made." in report.caller_hears
+    assert "Let me connect you to an agent." in report.caller_hears
+    # The lookup names no tracker: status finds the transfer by this contact (and request) itself.
+    (lookup,) = _lookups(functions)
+    assert lookup["Details"]["Parameters"] == {}
+    assert (
+        lookup["Details"]["ContactData"]["ContactId"]
+        == functions.called("StarterFunction")[0]["Details"]["ContactData"]["ContactId"]
+    )
+
+
+def test_starter_times_out_but_the_transfer_started_the_caller_holds_and_hears_the_outcome() -> None:
+    """Both visits of the starter's block time out (the runs went on and started the transfer): the lookup finds
+    it, and the caller holds for it and hears the real outcome, not an apology."""
+    functions = Functions(StatusFunction=FOUND)
+    report = call(functions, latency=lambda f: 6.5 if f == "StarterFunction" else 0.0)
+    assert (report.outcome, report.ending) == ("SUCCEEDED", "DISCONNECTED") and report.completed
+    assert report.error_branches == ["Start transfer: TIMEOUT", "Start transfer: TIMEOUT"]
+    assert invoked_functions(report.steps) == [
+        "ConfigLookupFunction",
+        "StarterFunction",
+        "StarterFunction",
+        "StatusFunction",
+        "OutcomeWaiterFunction",
+        "ResultsFunction",
+    ]
+    assert report.attributes["trackerId"] == "transfer-1" == report.tracker_id
+    assert all(
+        e["Details"]["Parameters"] == {"trackerId": "transfer-1"} for e in functions.called("OutcomeWaiterFunction")
+    )
+    assert "250.00 USD is complete" in report.caller_hears and "Sorry" not in report.caller_hears
+
+
+@pytest.mark.parametrize(
+    "found",
+    [{**FOUND, "status": "SUCCEEDED", "keepWaiting": "false"}, {**FOUND, "status": "FAILED", "keepWaiting": "false"}],
+    ids=["already-succeeded", "already-failed"],
+)
+def test_a_transfer_found_already_final_is_told_as_it_ended(found: dict[str, str]) -> None:
+    failed = {"status": "FAILED", "errorCode": "INSUFFICIENT_FUNDS", "errorMessage": "Not enough.", "refunded": "false"}
+    results = SUCCEEDED if found["status"] == "SUCCEEDED" else failed
+    report = call(Functions(StarterFunction=RuntimeError("down"), StatusFunction=found, ResultsFunction=results))
+    assert report.outcome == found["status"] and report.completed
+
+
+def test_a_lookup_that_fails_says_it_could_not_confirm_and_hands_over() -> None:
+    """Neither the starter nor the lookup answered: the truth is unknown, and the caller is told exactly that
+    (never "not made", which could send them to pay again)."""
+    for lookup in (RuntimeError("status down"), {**ERROR, "status": "ERROR"}):
+        report = call(Functions(StarterFunction=ERROR, StatusFunction=lookup))
+        assert (report.outcome, report.ending) == ("START_UNKNOWN", "QUEUED_FOR_AGENT")
+        assert "could not confirm" in report.caller_hears and "not been made" not in report.caller_hears
+
+
+def test_a_rejected_request_is_not_retried() -> None:
+    rejected = {"status": "REJECTED", "errorCode": "SAME_ACCOUNT", "errorMessage": "Those are the same account."}
+    functions = Functions(StarterFunction=[rejected, STARTED])
+    report = call(functions)
+    assert report.outcome == "REJECTED" and len(functions.called("StarterFunction")) == 1
 
 
 def test_connect_retries_a_failing_starter_within_the_block() -> None:
@@ -297,21 +437,18 @@ def test_connect_retries_a_failing_starter_within_the_block() -> None:
     assert len(ids) == 1
 
 
-def test_starter_failing_every_retry_takes_the_error_branch_to_an_agent() -> None:
-    report = call(Functions(StarterFunction=RuntimeError("down")))
-    assert (report.outcome, report.error_code, report.ending) == (
-        "ERROR_BRANCH",
-        "LAMBDA_EXCEPTION",
-        "QUEUED_FOR_AGENT",
-    )
-    assert next(s for s in report.steps if s.name == "StarterFunction").attempts == 4
+def test_starter_failing_every_retry_and_nothing_started_goes_to_an_agent() -> None:
+    report = call(Functions(StarterFunction=RuntimeError("down"), StatusFunction=NOT_FOUND))
+    assert (report.outcome, report.ending) == ("NOT_STARTED", "QUEUED_FOR_AGENT")
+    assert [s.attempts for s in report.steps if s.name == "StarterFunction"] == [4, 4]
+    assert report.error_branches == ["Start transfer: LAMBDA_EXCEPTION"] * 2
     assert "Let me connect you to an agent." in report.caller_hears
 
 
 def test_slow_starter_times_out_at_the_blocks_own_limit() -> None:
-    report = call(Functions(), latency=lambda f: 6.5 if f == "StarterFunction" else 0.0)
-    assert (report.outcome, report.error_code) == ("ERROR_BRANCH", "TIMEOUT")
-    assert report.error_branches == ["Start transfer: TIMEOUT"]
+    report = call(Functions(StatusFunction=NOT_FOUND), latency=lambda f: 6.5 if f == "StarterFunction" else 0.0)
+    assert report.outcome == "NOT_STARTED"
+    assert report.error_branches == ["Start transfer: TIMEOUT"] * 2
 
 
 @pytest.mark.parametrize(
@@ -384,8 +521,8 @@ def test_the_flows_own_loop_guard_ends_an_endless_hold() -> None:
 
 
 def test_full_queue_offers_a_callback_instead() -> None:
-    report = call(Functions(StarterFunction=RuntimeError("down")), queue_at_capacity=True)
-    assert (report.outcome, report.ending) == ("ERROR_BRANCH", "CALLBACK_CREATED")
+    report = call(Functions(StarterFunction=RuntimeError("down"), StatusFunction=NOT_FOUND), queue_at_capacity=True)
+    assert (report.outcome, report.ending) == ("NOT_STARTED", "CALLBACK_CREATED")
     assert report.path[-4:] == ["Set callback number", "Create callback", "Confirm callback", "Hang up"]
 
 

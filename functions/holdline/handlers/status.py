@@ -1,4 +1,9 @@
-"""StatusFunction: polled by the flow between hold prompts. One GetItem of the tracker row, nothing else."""
+"""StatusFunction: polled by the flow between hold prompts. One GetItem of the tracker row, nothing else.
+
+The tracker is ``trackerId`` (a parameter, else the contact attribute); without one, the tracker this contact's
+request has (the starter's id for (operation, ContactId, requestId), from the same parameters the starter block
+passes): how the flow learns whether a transfer started when the starter erred or timed out.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from holdline.config import get_settings
 from holdline.connect import ContactFlowEvent, connect_handler
+from holdline.logic.starter import tracker_id_of_request
 from holdline.logic.tracking import status
 from holdline.observability import logger
 
@@ -15,7 +21,7 @@ if TYPE_CHECKING:
 
 @connect_handler
 def _status(event: ContactFlowEvent, context: LambdaContext) -> dict[str, object]:
-    return status(event.value("trackerId"), get_settings())
+    return status(event.value("trackerId") or tracker_id_of_request(event), get_settings())
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the caller's phone number.

@@ -66,7 +66,7 @@ def wait_for_outcome(tracker_id: object, settings: Settings) -> dict[str, Any]:
         reads += 1
         try:
             # One attempt: the loop, not aws.call, paces retries (it knows the poll interval).
-            with aws.budget(min(aws.remaining_seconds(), aws.ATTEMPT_SECONDS)):
+            with aws.budget(min(aws.remaining_seconds(), aws.ATTEMPT_SECONDS), attempts=1):
                 now = wall_clock()
                 answer = status_answer(read_row(tracker_id, now), settings, now)
         except Exception as exc:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from holdline.config import Settings
-from holdline.connect import ContactFlowEvent
+from holdline.connect import ContactFlowEvent, WithFacts
 from holdline.dal import executions, tracker_table
 from holdline.errors import RequestRejected
 from holdline.models.requests import parse_request, valid_request_id
@@ -26,13 +26,27 @@ def tracker_id_for(operation: str, contact_id: str, request_id: str) -> str:
     return f"{operation}-{digest}"
 
 
+def request_key(event: ContactFlowEvent) -> tuple[str, str]:
+    """(operation, requestId) as the flow asked: an unset flow attribute arrives as "" (or null, dropped by the
+    adapter), so the optional ones default (the ``transfer`` operation; the ContactId). Not yet validated."""
+    return event.parameters.get("operation") or DEFAULT_OPERATION, event.parameters.get("requestId") or event.contact_id
+
+
+def tracker_id_of_request(event: ContactFlowEvent) -> str | None:
+    """The tracker id the starter gives (or gave) this contact's request, or None if the request key is not one
+    the starter would accept. How status finds a transfer whose start the flow did not hear about."""
+    operation, request_id = request_key(event)
+    workflow = get_workflow(operation)
+    if workflow is None or not valid_request_id(request_id):
+        return None
+    return tracker_id_for(workflow.operation, event.contact_id, request_id)
+
+
 def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
-    # An unset flow attribute arrives as "" (or null, dropped by the adapter): the optional ones default.
-    operation = event.parameters.get("operation") or DEFAULT_OPERATION
+    operation, request_id = request_key(event)
     workflow = get_workflow(operation)
     if workflow is None:
         raise RequestRejected("UNKNOWN_OPERATION", "That request type is not supported.")
-    request_id = event.parameters.get("requestId") or event.contact_id
     if not valid_request_id(request_id):
         raise RequestRejected("INVALID_PARAMETER", "The request reference is not valid.")
     request = parse_request(workflow.request_model, dict(event.parameters), settings)
@@ -65,11 +79,16 @@ def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | N
         logger.info("retry of a started request", extra={"replayed": True})
     # Start (again) even for a retry: the row may have been written by a run that died before starting, and
     # a named Standard execution makes the second start a no-op (same name and input).
-    executions.start(
-        workflow.state_machine_arn(settings),
-        tracker_id,
-        {"trackerId": tracker_id, "operation": workflow.operation},
-    )
+    try:
+        executions.start(
+            workflow.state_machine_arn(settings),
+            tracker_id,
+            {"trackerId": tracker_id, "operation": workflow.operation},
+        )
+    except Exception as exc:
+        # The row is ours and exists (the execution may or may not have started: a lost answer, or no time left
+        # to try): the ERROR answer names it, so the flow's retry and an agent can find this transfer.
+        raise WithFacts(trackerId=tracker_id) from exc
     logger.info("request started", extra={"operation": workflow.operation, **workflow.describe(request)})
     first_step = next(iter(workflow.steps.values()))
     return {

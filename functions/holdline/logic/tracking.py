@@ -62,8 +62,13 @@ def next_poll_seconds(row: dict[str, Any], workflow: Workflow | None, settings: 
 
 
 def status(tracker_id: object, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
+    """The status answer for one tracker (one consistent GetItem), naming the tracker when it exists: the flow's
+    lookup asks by contact and request (the handler derives the id) and holds for the tracker it hears."""
     now = time.time() if now is None else now
-    answer = status_answer(read_row(tracker_id, now), settings, now)
+    row = read_row(tracker_id, now)
+    answer = status_answer(row, settings, now)
+    if row is not None:
+        answer["trackerId"] = str(tracker_id)
     facts = ("status", "step", "keepWaiting", "elapsedSeconds")
     logger.info("status answered", extra={k: answer.get(k) for k in facts})
     return answer
