@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -75,12 +74,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _executions(sfn: Any, machine_arn: str, since: datetime) -> dict[str, str]:
-    """The run's executions (started since it began: a stack that ran other work keeps those too)."""
+def _executions(sfn: Any, machine_arn: str, before: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Execution name -> status, leaving out those named in ``before`` (a stack that ran other work first
+    keeps its executions too)."""
     executions: dict[str, str] = {}
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn):
         for execution in page["executions"]:
-            if execution["startDate"] >= since:
+            if execution["name"] not in before:
                 executions[execution["name"]] = execution["status"]
     return executions
 
@@ -97,7 +97,8 @@ class Drive:
     functions_cpu_s: float
     unfinished: int
     errors: list[str]
-    began: datetime
+    #: The transfer executions that existed before the run.
+    began: frozenset[str]
     invocations: dict[str, int] = field(default_factory=dict)
 
 
@@ -156,8 +157,8 @@ def drive(
             windows.append((opened, closed))
             harness_cpu[0] += thread_cpu
 
-    # Second precision in moto's startDate: a second's margin, and a run's executions are named by its calls.
-    began = datetime.now(UTC) - timedelta(seconds=1)
+    # The executions already there are not this run's.
+    began = frozenset(_executions(_session_client(stack, "stepfunctions", 4), stack.arn("TransferStateMachine")))
     invocations_before = dict(stack.invocations())
     assert stack.runtime is not None
     cpu_before, functions_cpu_before = time.process_time(), stack.runtime.cpu_seconds()
@@ -194,12 +195,12 @@ def drive(
     )
 
 
-def settled_executions(stack: LocalStack, since: datetime, wait_s: float = 30) -> dict[str, str]:
-    """The transfer executions started since ``since``, once none is RUNNING (or after ``wait_s``)."""
+def settled_executions(stack: LocalStack, before: frozenset[str], wait_s: float = 30) -> dict[str, str]:
+    """The transfer executions not in ``before``, once none is RUNNING (or after ``wait_s``)."""
     sfn = _session_client(stack, "stepfunctions", 4)
     until = time.monotonic() + wait_s
     while True:
-        executions = _executions(sfn, stack.arn("TransferStateMachine"), since)
+        executions = _executions(sfn, stack.arn("TransferStateMachine"), before)
         if "RUNNING" not in executions.values() or time.monotonic() > until:
             return executions
         time.sleep(0.5)

@@ -27,9 +27,11 @@ from holdline_local.stack import LocalStack
 
 # What the flow's outcome tells the caller (holdlineOutcome in the simulator's report).
 TOLD_SUCCEEDED = {"SUCCEEDED"}
-TOLD_FAILED = {"FAILED", "REJECTED"}  # "the transfer did not go through" (nothing was started, or it failed)
-# "This is taking longer than usual, we will call you back": true whatever the transfer does next.
-TOLD_STILL_RUNNING = {"HOLD_EXCEEDED"}
+# "The transfer did not go through": it failed, was refused, or (the flow looked it up) was never made.
+TOLD_FAILED = {"FAILED", "REJECTED", "NOT_STARTED"}
+# "This is taking longer than usual, we will call you back" / "we could not confirm it, an agent will": true
+# whatever the transfer does next, and a person follows up.
+TOLD_STILL_RUNNING = {"HOLD_EXCEEDED", "START_UNKNOWN"}
 MAX_SWEEPS = 30
 
 
