@@ -141,9 +141,8 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
         return ms
 
     def handler_call(handler: Any, function: str, expect: dict[str, str]) -> Callable[[int], float]:
-        context = _context(stack, function)
-
         def go(_: int) -> float:
+            context = _context(stack, function)  # each invocation gets its own deadline, as on Lambda
             ms, answer = _timed(lambda: handler(read_event, context))
             wrong = {k: answer.get(k) for k, v in expect.items() if answer.get(k) != v}
             if wrong:
@@ -159,9 +158,8 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
     status_parts = {"logic only (tracking.status)": lambda _: _timed(lambda: tracking.status(tracker_id, settings))[0]}
     undecorated = getattr(status_handler, "_status", None)
     if callable(undecorated):
-        ctx = _context(stack, "StatusFunction")
         status_parts["Connect adapter, no Powertools decorators"] = lambda _: _timed(
-            lambda: undecorated(read_event, ctx)
+            lambda: undecorated(read_event, _context(stack, "StatusFunction"))
         )[0]
     status_go = handler_call(status_handler.handler, "StatusFunction", {"status": "SUCCEEDED", "keepWaiting": "false"})
     _alternate(warmup, status_go, raw_get, status_parts)
@@ -188,12 +186,12 @@ def run(stack: LocalStack, rounds: int = 300, warmup: int = 30) -> list[dict[str
     os.environ["TRANSFER_STATE_MACHINE_ARN"] = quiet
     get_settings.cache_clear()
     try:
-        starter_context = _context(stack, "StarterFunction")
         template_row = {k: v for k, v in row.items() if k != "trackerId"}
 
         def starter_go(i: int) -> float:
             event = _event(str(uuid.uuid4()), SUCCESS.parameters())
-            ms, answer = _timed(lambda: starter_handler.handler(event, starter_context))
+            context = _context(stack, "StarterFunction")
+            ms, answer = _timed(lambda: starter_handler.handler(event, context))
             if answer.get("status") != "STARTED":
                 raise RuntimeError(f"StarterFunction answered {answer}")
             return ms
