@@ -24,7 +24,7 @@ DEFAULT_RATE = 1.2
 # The capacity search: probe runs of PROBE_N calls at rising arrival rates until one fails its outcome check,
 # then N = CAPACITY_N at the highest rate that passed (one step down if that fails). The stack's capacity is
 # the highest rate at which all CAPACITY_N calls passed.
-PROBE_RATES = (2.4, 3.0, 3.6, 4.2, 4.8)
+PROBE_RATES = (2.4, 3.6, 4.8, 6.0, 7.2, 8.4, 9.6, 12.0)
 PROBE_N = 150
 CAPACITY_N = 1000
 # The overload soak (issue 12): this many calls at twice the capacity, then the drain.

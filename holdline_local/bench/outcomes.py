@@ -72,6 +72,9 @@ class CallResult:
     tracker_id: str = ""
     contact_id: str = ""
     caller_hears: str = ""
+    #: Every flow block that took its Error branch ("<action>: <reason>"): the flow recovered, the stack did not
+    #: keep up (a Connect-facing Lambda timed out, was throttled or failed).
+    error_branches: list[str] = field(default_factory=list)
     polls: int = 0
     durations_ms: dict[str, list[float]] = field(default_factory=dict)
 
@@ -82,7 +85,8 @@ def check_calls(
     executions: Mapping[str, str],
     ledger: Mapping[str, Counter[str]],
 ) -> list[str]:
-    """Every problem with the run, empty when every transfer finished as its scenario implies.
+    """Every problem with the run, empty when every transfer finished as its scenario implies, through the
+    flow's normal path (no Error branch).
 
     ``executions`` maps execution name (the tracker id) to its status; ``ledger`` maps a transfer reference
     (the tracker id) to its ledger entries by payment type.
@@ -99,6 +103,10 @@ def check_calls(
                 f"{label}: ended {call.outcome}/{call.error_code or '-'}, "
                 f"expected {call.scenario.outcome}/{call.scenario.error_code or '-'}"
             )
+        if call.error_branches:
+            # The flow's recovery (retry, look the transfer up) may still tell the truth, but a stack that sends
+            # callers down Error branches is past its capacity: the overload soak measures that regime.
+            problems.append(f"{label}: took an Error branch ({'; '.join(call.error_branches[:2])})")
         if not call.tracker_id:
             problems.append(f"{label}: no tracker id")
             continue

@@ -152,6 +152,7 @@ def drive(
         result.tracker_id = report.tracker_id
         result.error_code = report.error_code
         result.caller_hears = report.caller_hears
+        result.error_branches = list(report.error_branches)
         result.outcome = report.outcome  # last: an empty outcome means the call never came back
         with lock:
             windows.append((opened, closed))

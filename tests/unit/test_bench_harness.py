@@ -62,6 +62,15 @@ def test_outcome_check_fails_stuck_wrong_and_double_paid() -> None:
     assert "'credit': 2" in problems and "belong to no call" in problems
 
 
+def test_outcome_check_fails_a_call_the_flow_had_to_recover() -> None:
+    """The starter timed out; the flow retried it, looked the transfer up and told the truth. Right for the
+    caller, but a stack that makes callers take Error branches is past its capacity."""
+    calls, executions, ledger = _good_run()
+    calls[0].error_branches = ["Start transfer: timed out after 6.0 s"]
+    problems = check_calls(calls, executions=executions, ledger=ledger)
+    assert problems == ["call 0 (success): took an Error branch (Start transfer: timed out after 6.0 s)"]
+
+
 def test_expected_balances_move_only_successful_transfers() -> None:
     opening = {"CHK-00012345": Decimal("10.00"), "SAV-00067890": Decimal("0.00"), "CHK-00000402": Decimal("5.00")}
     expected = expected_balances(opening, mix(6))
