@@ -215,13 +215,18 @@ def _soak(soak: dict[str, Any] | None) -> list[str]:
         "transfers debited and not flagged for a person, every tracker final.",
         "",
         "| Outcome check | Told a wrong outcome | Debited, not flagged | Not final | Flagged for a person "
-        "| Apologised while started | Calls (wall) | Drain | Sweeps |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Apologised while started | Took an Error branch (the overload) | Calls (wall) | Drain | Sweeps |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {check} | **{soak['wrong_outcome']}** | **{soak['debited_not_flagged']}** | {soak['not_final']} "
-        f"| {soak['flagged']} | {soak['apologised_while_started']} | {soak['wall_s']:.0f} s | {soak['drain_s']:.0f} s "
-        f"| {len(soak['sweeps'])} |",
+        f"| {soak['flagged']} | {soak['apologised_while_started']} | {soak.get('took_error_branch', '-')} "
+        f"| {soak['wall_s']:.0f} s | {soak['drain_s']:.0f} s | {len(soak['sweeps'])} |",
         "",
-        f"What callers were told: {told}. What happened: {truth}.",
+        f"What callers were told: {told}. What happened: {truth}."
+        + (
+            " Error branches by block: " + ", ".join(f"{k} {v}" for k, v in soak["error_branches"].items()) + "."
+            if soak.get("error_branches")
+            else ""
+        ),
     ]
     if soak["problems"]:
         out += ["", f"Problems (first {len(soak['problems'])}):", ""]

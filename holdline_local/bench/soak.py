@@ -182,6 +182,11 @@ def run(
             for v in verdicts
             if v.told not in TOLD_SUCCEEDED | TOLD_FAILED | TOLD_STILL_RUNNING and v.truth != "NOT_STARTED"
         ),
+        # How far past its capacity the stack was: calls whose flow had to recover from an Error branch.
+        "took_error_branch": sum(1 for r in run.results if r.error_branches),
+        "error_branches": dict(
+            Counter(branch.split(": ", 1)[0] for r in run.results for branch in r.error_branches).most_common(5)
+        ),
         "cpu_ms_per_call": run.stack_cpu_s * 1000 / n,
     }
 

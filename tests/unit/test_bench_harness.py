@@ -341,3 +341,4 @@ def test_a_small_soak_runs_through_the_strict_stack(stack: LocalStack) -> None:
     assert result["told"] == {"SUCCEEDED": 1, "FAILED": 2}
     assert result["truth"] == {"SUCCEEDED": 1, "FAILED": 2}
     assert result["sweeps"] and result["wrong_outcome"] == result["debited_not_flagged"] == 0
+    assert result["took_error_branch"] == 0 and result["error_branches"] == {}
