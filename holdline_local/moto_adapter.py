@@ -361,7 +361,11 @@ def install_event_targets(deliver: Callable[[str, dict[str, Any], dict[str, Any]
         if self.state != "ENABLED":  # moto delivers for disabled rules too; AWS does not
             return
         scheduled = original_event.get("detail-type") == "Scheduled Event" and self.scheduled_expression
-        if not scheduled and not self.event_pattern.matches_event(original_event):
+        # A rule with only a ScheduleExpression "self-triggers based on the given schedule" and matches no event
+        # (EventBridge API reference, PutRule); moto's empty pattern matches every event, so the sweeper's
+        # schedule rule fired on every status change and failure event put on the bus.
+        pattern = self.event_pattern
+        if not scheduled and (not pattern.get_pattern() or not pattern.matches_event(original_event)):
             return
         lambda_targets = [t for t in self.targets if ":lambda:" in str(t.get("Arn", ""))]
         for target in lambda_targets:

@@ -251,6 +251,31 @@ def test_schedule_rules_fire_on_the_time_scale(stack: LocalStack, deploy: Deploy
     assert stack.runtime is not None and stack.runtime.stats[name].invocations >= 2
 
 
+def test_a_schedule_rule_matches_no_event(stack: LocalStack, deploy: Deploy) -> None:
+    """A rule with only a ScheduleExpression fires on its schedule and on nothing else (PutRule); moto's empty
+    event pattern matched every event, so the sweeper ran on every event put on the default bus."""
+    name = deploy()
+    events, lam = stack.client("events"), stack.client("lambda")
+    rule = events.put_rule(Name=f"daily-{name}", ScheduleExpression="rate(1 day)")["RuleArn"]
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="schedule",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule,
+    )
+    events.put_targets(Rule=f"daily-{name}", Targets=[{"Id": "probe", "Arn": function_arn(name)}])
+    try:
+        entry = {"Source": "holdline.test", "DetailType": "Anything", "Detail": json.dumps({"x": 1})}
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        stack.settle()
+        assert stack.runtime is not None
+        stats = stack.runtime.stats.get(name)
+        assert stats is None or stats.invocations == 0, "the schedule rule's target ran on an event"
+    finally:
+        events.disable_rule(Name=f"daily-{name}")
+
+
 def test_every_execution_that_ends_puts_a_status_change_event_on_the_default_bus(
     stack: LocalStack, deploy: Deploy
 ) -> None:
