@@ -423,9 +423,10 @@ def test_a_hung_dependency_answers_dependency_timeout_in_budget(connect_event: A
     answer = status.handler(connect_event({"trackerId": "transfer-0123456789abcdef"}), DeadlineContext(2500))
     elapsed = time.monotonic() - began
     assert answer["status"] == "ERROR" and answer["errorCode"] == "DEPENDENCY_TIMEOUT" and answer["retryable"] == "true"
-    # A whole attempt, ended by the short read timeout (not botocore's 60 s), then a shorter one in what was left.
+    # A whole attempt, ended by the short read timeout (not botocore's 60 s), then shorter ones in what was left
+    # (how many fit depends on the jittered backoff between them); all inside the budget.
     assert aws.READ_TIMEOUT - 0.1 <= elapsed < 2.5 - ANSWER_RESERVE_SECONDS + 0.1
-    assert len(black_hole.held) == 2
+    assert 2 <= len(black_hole.held) <= 3
 
 
 @pytest.mark.parametrize(("lambda_ms", "attempts"), [(500, 0), (600, 1), (1000, 1), (1500, 1)])
