@@ -232,18 +232,24 @@ def test_a_destination_the_role_may_not_write_loses_the_record(stack: LocalStack
 
 
 # ---- the events AWS sends ------------------------------------------------------------------------------------------
-def test_schedule_rules_fire_on_the_time_scale(stack: LocalStack, deploy: Deploy) -> None:
-    name = deploy()
+def _scheduled(stack: LocalStack, function: str, rule_name: str, expression: str) -> Any:
+    """A schedule rule targeting the function, with the permission EventBridge needs; the events client."""
     events, lam = stack.client("events"), stack.client("lambda")
-    rule = events.put_rule(Name=f"every-minute-{name}", ScheduleExpression="rate(1 minute)")["RuleArn"]
+    rule = events.put_rule(Name=rule_name, ScheduleExpression=expression)["RuleArn"]
     lam.add_permission(
-        FunctionName=name,
+        FunctionName=function,
         StatementId="schedule",
         Action="lambda:InvokeFunction",
         Principal="events.amazonaws.com",
         SourceArn=rule,
     )
-    events.put_targets(Rule=f"every-minute-{name}", Targets=[{"Id": "probe", "Arn": function_arn(name)}])
+    events.put_targets(Rule=rule_name, Targets=[{"Id": "probe", "Arn": function_arn(function)}])
+    return events
+
+
+def test_schedule_rules_fire_on_the_time_scale(stack: LocalStack, deploy: Deploy) -> None:
+    name = deploy()
+    events = _scheduled(stack, name, f"every-minute-{name}", "rate(1 minute)")
     time.sleep(60 * stack.time_scale * 3.5)  # three and a half periods
     events.disable_rule(Name=f"every-minute-{name}")
     assert stack.async_invoker is not None
@@ -255,16 +261,7 @@ def test_a_schedule_rule_matches_no_event(stack: LocalStack, deploy: Deploy) -> 
     """A rule with only a ScheduleExpression fires on its schedule and on nothing else (PutRule); moto's empty
     event pattern matched every event, so the sweeper ran on every event put on the default bus."""
     name = deploy()
-    events, lam = stack.client("events"), stack.client("lambda")
-    rule = events.put_rule(Name=f"daily-{name}", ScheduleExpression="rate(1 day)")["RuleArn"]
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="schedule",
-        Action="lambda:InvokeFunction",
-        Principal="events.amazonaws.com",
-        SourceArn=rule,
-    )
-    events.put_targets(Rule=f"daily-{name}", Targets=[{"Id": "probe", "Arn": function_arn(name)}])
+    events = _scheduled(stack, name, f"daily-{name}", "rate(1 day)")
     try:
         entry = {"Source": "holdline.test", "DetailType": "Anything", "Detail": json.dumps({"x": 1})}
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
