@@ -70,7 +70,8 @@ class CallResult:
     outcome: str = ""
     error_code: str = ""
     tracker_id: str = ""
-    contact_id: str = ""
+    #: The event the flow was started with (what the starter saw, and what the flow's lookup derives from).
+    event: dict[str, Any] = field(default_factory=dict)
     caller_hears: str = ""
     #: Every flow block that took its Error branch ("<action>: <reason>"): the flow recovered, the stack did not
     #: keep up (a Connect-facing Lambda timed out, was throttled or failed).

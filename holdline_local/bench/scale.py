@@ -98,7 +98,7 @@ class Drive:
     unfinished: int
     errors: list[str]
     #: The transfer executions that existed before the run.
-    began: frozenset[str]
+    executions_before: frozenset[str]
     invocations: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,8 +131,7 @@ def drive(
 
     def one_call(index: int) -> None:
         result = results[index]
-        event = result.scenario.event()
-        result.contact_id = str(event["Details"]["ContactData"]["ContactId"])
+        event = result.event = result.scenario.event()
         opened, thread_cpu = time.monotonic(), time.thread_time()
         report = SimulatedCall(
             invoker,
@@ -159,7 +158,9 @@ def drive(
             harness_cpu[0] += thread_cpu
 
     # The executions already there are not this run's.
-    began = frozenset(_executions(_session_client(stack, "stepfunctions", 4), stack.arn("TransferStateMachine")))
+    executions_before = frozenset(
+        _executions(_session_client(stack, "stepfunctions", 4), stack.arn("TransferStateMachine"))
+    )
     invocations_before = dict(stack.invocations())
     assert stack.runtime is not None
     cpu_before, functions_cpu_before = time.process_time(), stack.runtime.cpu_seconds()
@@ -191,7 +192,7 @@ def drive(
         functions_cpu_s=functions_cpu,
         unfinished=len(not_done),
         errors=[repr(f.exception()) for f in done if f.exception() is not None],
-        began=began,
+        executions_before=executions_before,
         invocations={name: count - invocations_before.get(name, 0) for name, count in stack.invocations().items()},
     )
 
@@ -244,7 +245,7 @@ def run(
     )
     results = run.results
     # The results answer comes from the tracker's last update; the execution closes a moment later.
-    executions = settled_executions(stack, run.began)
+    executions = settled_executions(stack, run.executions_before)
     problems = [f"caller crashed: {e}" for e in run.errors[:5]]
     if run.unfinished:
         problems.append(f"{run.unfinished} of {n} calls not finished after {deadline_s:.0f} s")

@@ -21,7 +21,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from holdline_local.bench.outcomes import CallResult, Scenario, ledger_by_reference, mix
+from holdline.connect import parse_event
+from holdline.logic.starter import tracker_id_of_request
+from holdline_local.bench.outcomes import CallResult, ledger_by_reference, mix
 from holdline_local.bench.scale import drive, settled_executions
 from holdline_local.stack import LocalStack
 
@@ -110,13 +112,6 @@ def _sweep_until_final(stack: LocalStack, deadline_s: float) -> list[dict[str, i
     return reports
 
 
-def _tracker_id(scenario: Scenario, contact_id: str) -> str:
-    from holdline.logic.starter import tracker_id_for
-    from holdline.workflows import DEFAULT_OPERATION
-
-    return tracker_id_for(DEFAULT_OPERATION, contact_id, contact_id)  # requestId defaults to the contact
-
-
 def run(
     stack: LocalStack,
     n: int,
@@ -139,16 +134,18 @@ def run(
         deadline_s=deadline_s,
     )
     drain_started = time.monotonic()
-    executions = settled_executions(stack, run.began, wait_s=drain_s)
+    executions = settled_executions(stack, run.executions_before, wait_s=drain_s)
     sweeps = _sweep_until_final(stack, deadline_s=drain_s)
-    executions = settled_executions(stack, run.began, wait_s=5)
+    executions = settled_executions(stack, run.executions_before, wait_s=5)
     drain = time.monotonic() - drain_started
 
     ddb = stack.client("dynamodb")
     ledger = ledger_by_reference(stack.bank.ledger)
     verdicts: list[Verdict] = []
     for index, call in enumerate(run.results):
-        tracker_id = _tracker_id(call.scenario, call.contact_id)
+        # The id the starter gives this contact's request, derived as the status function's lookup derives it.
+        tracker_id = tracker_id_of_request(parse_event(call.event))
+        assert tracker_id is not None, "the bench's requests are valid"
         if call.tracker_id and call.tracker_id != tracker_id:
             verdicts.append(Verdict(index, call.scenario.name, call.outcome, "?", f"heard tracker {call.tracker_id}"))
             continue
