@@ -78,6 +78,9 @@ class FaultKind(StrEnum):
 
     LATENCY = "latency"  # wait ``seconds``, then handle the request: a client that gave up may still move money
     ERROR_5XX = "5xx"  # answer ``status`` (503 by default), do nothing
+    # answer ``status`` (any 4xx but 404 or 409, or 5xx), do nothing: what a gateway or a proxy in front of a bank
+    # may answer for any request (408 Request Timeout, 403 from a WAF, 400 from a broken proxy)
+    ERROR = "error"
     THROTTLE = "429"  # answer 429 RATE_LIMITED with ``Retry-After: retry_after``, do nothing
     CONNECTION_RESET = "reset"  # drop the connection with a TCP reset, do nothing
     TIMEOUT_AFTER_COMMIT = "timeout_after_commit"  # handle it at once (money moves), answer ``seconds`` late
@@ -121,7 +124,12 @@ class Fault:
             raise ValueError(f"times must be >= 0 or None, got {self.times}")
         if not math.isfinite(self.seconds) or self.seconds < 0:
             raise ValueError(f"seconds must be a finite number >= 0, got {self.seconds}")
-        if not 500 <= self.status <= 599:
+        if self.kind is FaultKind.ERROR:
+            # 404 and 409 mean something to the client (not found; key in use or payment exists): faking them
+            # would be a different bank, not a failing one.
+            if not 400 <= self.status <= 599 or self.status in (404, 409, 429):
+                raise ValueError(f"status must be a 4xx (not 404, 409, 429) or a 5xx, got {self.status}")
+        elif not 500 <= self.status <= 599:
             raise ValueError(f"status must be a 5xx, got {self.status}")
         if not 0 <= self.retry_after <= RETRY_AFTER_CEILING_SECONDS:
             raise ValueError(f"retry_after must be between 0 and {RETRY_AFTER_CEILING_SECONDS}, got {self.retry_after}")
@@ -527,7 +535,9 @@ class SandboxBank:
             fault = self._pick_fault(leg, account, reference)
         if fault is None:
             return None, None
-        if fault.kind is FaultKind.ERROR_5XX:
+        if fault.kind is FaultKind.ERROR and fault.status < 500:
+            return _error(fault.status, "INJECTED_CLIENT_ERROR", "injected fault: refused in front of the bank"), fault
+        if fault.kind in (FaultKind.ERROR_5XX, FaultKind.ERROR):
             code = "BANK_UNAVAILABLE" if fault.status == 503 else "INTERNAL_ERROR"
             return _error(fault.status, code, "injected fault: the bank failed; retry later"), fault
         if fault.kind is FaultKind.THROTTLE:

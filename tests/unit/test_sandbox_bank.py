@@ -650,6 +650,20 @@ def test_slow_settlement_is_pending_for_n_lookups(bank: SandboxBank) -> None:
     assert statuses == ["PENDING", "PENDING", "SETTLED", "SETTLED"]
 
 
+@pytest.mark.parametrize("status", [400, 403, 408, 500])
+def test_error_fault_answers_any_status_and_does_nothing(bank: SandboxBank, status: int) -> None:
+    posted = post(bank, "f-err", payment(reference="tr-err"))
+    assert posted.status_code == 201
+    bank.inject(FaultKind.ERROR, leg="lookup", status=status)
+    assert lookup(bank, "f-err").status_code == status
+
+
+@pytest.mark.parametrize("status", [404, 409, 429, 302, 600])
+def test_error_fault_refuses_statuses_that_mean_something_else(bank: SandboxBank, status: int) -> None:
+    with pytest.raises(ValueError, match="status"):
+        bank.inject(FaultKind.ERROR, status=status)
+
+
 def test_fault_options_are_checked(bank: SandboxBank) -> None:
     with pytest.raises(ValueError, match="leg"):
         bank.inject(FaultKind.ERROR_5XX, leg="debt")

@@ -218,6 +218,27 @@ def test_debit_answered_after_its_function_timed_out_lands_once(stack: LocalStac
     assert money(bank, result.tracker_id) == (1, 1, 0)
 
 
+@pytest.mark.parametrize("status", [408, 403, 400])
+def test_debit_that_landed_late_whose_look_up_is_refused_is_refunded(
+    stack: LocalStack, bank: SandboxBank, status: int
+) -> None:
+    """Issue 19, case 1: the first debit lands but answers after the leg's budget; the retry's look-up is refused
+    by something in front of the bank (408, a WAF's 403, a proxy's 400). The refusal of a look-up says nothing
+    about the debit, so the saga must not end FAILED with nothing refunded: it compensates, and the refund's
+    cancellation finds the debit that landed and gives it back."""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.TIMEOUT_AFTER_COMMIT, leg="debit", account=source, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT)
+    lookups = bank.inject(FaultKind.ERROR, leg="lookup", account=source, status=status)
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    warm(stack, "DebitFunction")
+    result = run(stack, source, destination)
+    assert lookups.hits >= 1
+    assert_invariants(bank, result, source, destination, "10.00", opening)
+    assert result.outcome["refunded"] == "true", result.outcome
+    assert money(bank, result.tracker_id) == (1, 0, 1)
+    assert bank.balance(source) == Decimal("1000.00")
+
+
 def test_debit_that_lands_after_the_saga_gave_up_moves_nothing(stack: LocalStack, bank: SandboxBank) -> None:
     """The bank holds every debit attempt until the saga has given up: each Debit attempt gives up at its budget
     (BankTimeout, before Lambda's Timeout), five times, the refund finds no debit and burns its key. Then the

@@ -139,7 +139,15 @@ def _pay(kind: str, account_field: str, tracker_id: str, retry_count: int) -> di
         # A late retry: the attempt before may have landed after its task timed out. Look it up by its key
         # first rather than trusting the bank's idempotency window to still cover it (a redrive can come
         # 14 days later).
-        found = bank_api.find_payment(tracker_id, kind)
+        try:
+            found = bank_api.find_payment(tracker_id, kind)
+        except BankError as exc:
+            if exc.transient:
+                raise  # retried: the next attempt looks again
+            # A refused look-up (a gateway's 408, a WAF's 403, a proxy's 400) says nothing about the attempt
+            # before, which may have landed: as with a refusal on a retry, only compensation is safe.
+            logger.warning(f"{kind} look-up refused on a retry", extra={"error": type(exc).__name__})
+            raise RefusedAfterAttempt(f"{kind} look-up refused on retry {retry_count}: {type(exc).__name__}") from exc
         if found is not None:
             logger.info("leg already landed", extra={"paymentId": found["paymentId"], "retryCount": retry_count})
             return _leg_answer(found)
