@@ -112,6 +112,14 @@ class RefusedAfterAttempt(BankError):
     code = "BANK_REJECTED"
 
 
+class UnknownPaymentStatus(BankError):
+    """The bank answered a payment with no status, or one the saga does not know. Whether money moved is then
+    unknown, so it is neither taken as settled nor as refused: a debit or credit compensates (the refund's
+    cancellation finds what landed), and a refund leaves the debit to a person."""
+
+    code = "BANK_REJECTED"
+
+
 class FraudSuspected(BankError):
     """The fraud screening declined the transfer. The caller hears a plain refusal, never why."""
 

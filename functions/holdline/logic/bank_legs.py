@@ -35,11 +35,18 @@ from holdline.errors import (
     TrackerNotFound,
     TrackerUnavailable,
     TransferInvalid,
+    UnknownPaymentStatus,
 )
 from holdline.models.tracker import TrackerStatus
 from holdline.observability import logger, mask
 
 SETTLED = "SETTLED"
+PENDING = "PENDING"
+#: The statuses a leg's payment may have once the bank took it: both hold the money (a PENDING debit is
+#: already off the source's available balance). Anything else, a missing status included, is not "settled".
+PAYMENT_STATUSES = frozenset({SETTLED, PENDING})
+#: The statuses of a payment that moved no money and never will: nothing to give back.
+NO_MONEY_STATUSES = frozenset({"CANCELLED", "FAILED", "REJECTED", "REVERSED"})
 _CURRENCY = re.compile(r"[A-Z]{3}")
 #: What a leg keeps of its Lambda's remaining time to raise its error and hand it to the runtime.
 LEG_RESERVE_SECONDS = 0.4
@@ -74,7 +81,11 @@ def _amount(request: dict[str, Any]) -> Decimal:
 
 
 def _leg_answer(payment: dict[str, Any]) -> dict[str, Any]:
-    return {"paymentId": str(payment["paymentId"]), "status": str(payment.get("status", SETTLED))}
+    status = payment.get("status")
+    if status not in PAYMENT_STATUSES:
+        # An allow-list: a payment with no status (or a new one) is not settled, whatever the bank meant.
+        raise UnknownPaymentStatus(f"payment {payment.get('paymentId')} has status {status!r}")
+    return {"paymentId": str(payment["paymentId"]), "status": str(status)}
 
 
 # ---- validate and pre-checks: nothing has moved yet, so any failure ends the transfer without a refund ----
@@ -231,9 +242,13 @@ def refund(tracker_id: str, retry_count: int = 0) -> dict[str, Any]:
     if credit_payment is not None:
         logger.error("credit landed on a failed transfer", extra={"paymentId": credit_payment["paymentId"]})
         raise CompensationBlocked("the credit landed; refunding the debit would pay twice")
-    if debit_payment is None:
+    if debit_payment is None or debit_payment.get("status") in NO_MONEY_STATUSES:
         logger.info("no debit to refund")
         return {"refunded": False}
+    if debit_payment.get("status") not in PAYMENT_STATUSES:
+        # Only a debit that holds the money (SETTLED or PENDING) is given back: refunding one in an unknown state
+        # could pay the source twice.
+        raise UnknownPaymentStatus(f"the debit has status {debit_payment.get('status')!r}; not refunded")
     payment = bank_api.pay(
         "refund",
         request["fromAccount"],
