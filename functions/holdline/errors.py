@@ -138,6 +138,12 @@ class TransferInvalid(HoldlineError):
     code = "TECHNICAL_ERROR"
 
 
+class RequestTampered(TransferInvalid):
+    """The request on the tracker row no longer matches the fingerprint the starter wrote beside it: the row was
+    changed after the start. No bank call is made from it (not even a refund, which would pay the account the row
+    names now), and a person must look."""
+
+
 class SettlementTimeout(BankError):
     """A leg the bank accepted stayed PENDING past the saga's bound (named by the state machine's Pass state)."""
 

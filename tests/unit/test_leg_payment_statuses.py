@@ -10,15 +10,21 @@ from typing import Any
 import pytest
 
 from holdline.dal import bank_api, tracker_table
-from holdline.errors import UnknownPaymentStatus
+from holdline.errors import RequestTampered, UnknownPaymentStatus
 from holdline.logic import bank_legs
+from holdline.models.requests import transfer_fingerprint
 
-REQUEST = {"fromAccount": "CHK-00012345", "toAccount": "SAV-00067890", "amount": Decimal("10.00"), "currency": "USD"}
+REQUEST = {"fromAccount": "CHK-00012345", "toAccount": "SAV-00067890", "amount": "10.00", "currency": "USD"}
+
+
+def _serve_row(monkeypatch: pytest.MonkeyPatch, request: dict[str, Any], fingerprint: str) -> None:
+    row = {"status": "RUNNING", "request": dict(request), "requestFingerprint": fingerprint}
+    monkeypatch.setattr(tracker_table, "get", lambda tracker_id: row)
 
 
 @pytest.fixture
 def row(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracker_table, "get", lambda tracker_id: {"status": "RUNNING", "request": dict(REQUEST)})
+    _serve_row(monkeypatch, REQUEST, transfer_fingerprint(REQUEST))
 
 
 def _bank(monkeypatch: pytest.MonkeyPatch, **answers: Any) -> list[str]:
@@ -80,3 +86,24 @@ def test_a_refund_of_a_debit_in_an_unknown_state_pays_nothing_and_says_so(
     with pytest.raises(UnknownPaymentStatus):
         bank_legs.refund("tr-1")
     assert paid == []
+
+
+@pytest.mark.parametrize("field", ["fromAccount", "toAccount", "amount"])
+@pytest.mark.parametrize("leg", ["debit", "credit", "refund", "screen_fraud"])
+def test_a_leg_refuses_a_row_changed_after_the_start(monkeypatch: pytest.MonkeyPatch, field: str, leg: str) -> None:
+    """The starter fingerprints the request it validated; a row edited afterwards (another account, a larger
+    amount) moves no money: the leg raises before any bank call."""
+    changed = {**REQUEST, field: "999.00" if field == "amount" else "CHK-00099999"}
+    _serve_row(monkeypatch, changed, transfer_fingerprint(REQUEST))
+    paid = _bank(monkeypatch)
+    monkeypatch.setattr(bank_api, "screen", lambda *args: paid.append("screen") or {"decision": "APPROVE"})
+    with pytest.raises(RequestTampered):
+        getattr(bank_legs, leg)("tr-1")
+    assert paid == []
+
+
+def test_the_starters_fingerprint_is_the_legs_fingerprint() -> None:
+    from holdline.models.requests import TransferRequest
+
+    request = TransferRequest("CHK-00012345", "SAV-00067890", Decimal("10.00"), "USD")
+    assert request.fingerprint() == transfer_fingerprint(request.to_item())

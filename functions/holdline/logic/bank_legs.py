@@ -32,11 +32,13 @@ from holdline.errors import (
     InsufficientFunds,
     PaymentNotFound,
     RefusedAfterAttempt,
+    RequestTampered,
     TrackerNotFound,
     TrackerUnavailable,
     TransferInvalid,
     UnknownPaymentStatus,
 )
+from holdline.models.requests import transfer_fingerprint
 from holdline.models.tracker import TrackerStatus
 from holdline.observability import logger, mask
 
@@ -71,9 +73,16 @@ def _row(tracker_id: str) -> dict[str, Any]:
     return row
 
 
-def _load(tracker_id: str) -> dict[str, Any]:
-    request: dict[str, Any] = _row(tracker_id)["request"]
+def _checked(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's request, if it still is the one the starter fingerprinted."""
+    request: dict[str, Any] = row["request"]
+    if transfer_fingerprint(request) != row.get("requestFingerprint"):
+        raise RequestTampered("the tracker row's request does not match its fingerprint")
     return request
+
+
+def _load(tracker_id: str) -> dict[str, Any]:
+    return _checked(_row(tracker_id))
 
 
 def _amount(request: dict[str, Any]) -> Decimal:
@@ -99,6 +108,7 @@ def validate(tracker_id: str) -> dict[str, Any]:
     request = row.get("request")
     if not isinstance(request, dict):
         raise TransferInvalid("tracker row has no request")
+    _checked(row)
     source, destination = request.get("fromAccount"), request.get("toAccount")
     if not isinstance(source, str) or not isinstance(destination, str) or not source or not destination:
         raise TransferInvalid("accounts missing")

@@ -108,17 +108,7 @@ class TransferRequest:
 
     def fingerprint(self) -> str:
         """A stable hash of what the request asks for: the same key with another payload is a conflict."""
-        canonical = json.dumps(
-            {
-                "from": self.from_account,
-                "to": self.to_account,
-                "amount": str(self.amount),
-                "currency": self.currency,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return transfer_fingerprint(self.to_item())
 
     def to_item(self) -> dict[str, str]:
         """What the tracker row keeps for the bank legs (the claim check): strings, never floats."""
@@ -128,6 +118,23 @@ class TransferRequest:
             "amount": str(self.amount),
             "currency": self.currency,
         }
+
+
+def transfer_fingerprint(item: Mapping[str, Any]) -> str:
+    """The fingerprint of a transfer as the tracker row keeps it (``TransferRequest.to_item``): the starter writes it
+    beside the request, and each leg recomputes it from the request it reads, so a row edited after the start moves
+    no money."""
+    canonical = json.dumps(
+        {
+            "from": item.get("fromAccount"),
+            "to": item.get("toAccount"),
+            "amount": str(item.get("amount")),
+            "currency": item.get("currency"),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_request(model: type[Any], parameters: dict[str, Any], settings: Settings) -> Any:
