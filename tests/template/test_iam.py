@@ -103,9 +103,19 @@ def test_starter_may_only_create_the_tracker_row_and_start_this_state_machine() 
     }
 
 
-@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction", "OutcomeWaiterFunction"])
-def test_status_results_and_the_outcome_waiter_may_only_read_one_tracker_row(function: str) -> None:
-    assert grants(f"{function}Role") == {"dynamodb:GetItem": [TRACKER]}
+def test_results_may_only_read_one_tracker_row() -> None:
+    assert grants("ResultsFunctionRole") == {"dynamodb:GetItem": [TRACKER]}
+
+
+@pytest.mark.parametrize("function", ["StatusFunction", "OutcomeWaiterFunction"])
+def test_status_and_the_waiter_may_read_a_row_and_start_or_end_one_left_at_started(function: str) -> None:
+    """A row left at STARTED (holdline/logic/tracking.py): start its execution on our own state machines only,
+    or end the row (a conditional UpdateItem of the tracker table). Nothing else."""
+    assert grants(f"{function}Role") == {
+        "dynamodb:GetItem": [TRACKER],
+        "dynamodb:UpdateItem": [TRACKER],
+        "states:StartExecution": [{"Ref": "TransferStateMachine"}, {"Ref": "FollowUpStateMachine"}],
+    }
 
 
 def test_config_lookup_may_only_read_the_config_table() -> None:
