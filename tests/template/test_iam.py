@@ -227,3 +227,26 @@ def test_state_machine_logs_without_execution_data_and_traces() -> None:
     group = transformed()["Resources"][destination["Fn::GetAtt"][0]]
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert machine["TracingConfiguration"] == {"Enabled": True}
+
+
+MONEY_LEGS = ("DebitFunction", "CreditFunction", "SettlementFunction", "ConfirmFunction", "RefundFunction")
+
+
+def test_money_legs_reserve_concurrency_and_the_waiter_is_capped_below_the_account_limit() -> None:
+    """Issue 19, item 6. Lambda's default account limit is 1000 and at least 100 must stay unreserved ("Configuring
+    reserved concurrency", https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    from holdline_local.template import load_template
+
+    resources = load_template()["Resources"]
+    reserved = {
+        name: int(r["Properties"]["ReservedConcurrentExecutions"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Serverless::Function" and "ReservedConcurrentExecutions" in r["Properties"]
+    }
+    assert all(reserved.get(leg, 0) > 0 for leg in MONEY_LEGS), reserved
+    assert 0 < reserved["OutcomeWaiterFunction"] < 1000
+    assert 1000 - sum(reserved.values()) >= 100
+    for leg in MONEY_LEGS:
+        alarm = resources[f"{leg}ThrottlesAlarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Threshold"]) == ("AWS/Lambda", "Throttles", 0)
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${" + leg + "}"}}]
