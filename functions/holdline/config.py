@@ -52,6 +52,13 @@ class Settings:
     follow_up_dlq_url: str = ""
     max_rule_retries_per_day: int = field(default=5, metadata=_bounds(ge=0))
 
+    #: A tracker row still at step STARTED this long after the starter wrote it has no execution that any starter
+    #: run can still start: past the flow's two "Start transfer" visits (6 s each, "One moment, please." between)
+    #: and the last run's own Timeout (6 s) after it. Status and the outcome waiter then start it themselves (same
+    #: name, same input: a no-op if it exists) or, if they cannot, end the row as not started.
+    #: tests/unit/test_outcome_waiter.py ties it to the flow and the template.
+    not_started_grace_seconds: int = field(default=20, metadata=_bounds(ge=1))
+
     # Failure notifications and reconciliation (issue 5).
     event_bus_name: str = "default"
     sweep_after_seconds: int = field(default=960, metadata=_bounds(ge=60))

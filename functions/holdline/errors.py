@@ -214,6 +214,9 @@ _STATES_ERROR_CODES = {
     **{name: ("BANK_UNAVAILABLE", BankTimeout.message) for name in TIMEOUT_ERRORS},
     "States.TaskFailed": ("TECHNICAL_ERROR", HoldlineError.message),
     "Lambda.Unknown": ("TECHNICAL_ERROR", HoldlineError.message),
+    # Status or the outcome waiter ended a row whose execution could not be started (holdline/logic/tracking.py):
+    # the first state never ran, so nothing reached the bank.
+    "ExecutionNotStarted": ("EXECUTION_NOT_STARTED", "We could not start your transfer. No money has moved."),
 }
 
 

@@ -103,9 +103,19 @@ def test_starter_may_only_create_the_tracker_row_and_start_this_state_machine() 
     }
 
 
-@pytest.mark.parametrize("function", ["StatusFunction", "ResultsFunction", "OutcomeWaiterFunction"])
-def test_status_results_and_the_outcome_waiter_may_only_read_one_tracker_row(function: str) -> None:
-    assert grants(f"{function}Role") == {"dynamodb:GetItem": [TRACKER]}
+def test_results_may_only_read_one_tracker_row() -> None:
+    assert grants("ResultsFunctionRole") == {"dynamodb:GetItem": [TRACKER]}
+
+
+@pytest.mark.parametrize("function", ["StatusFunction", "OutcomeWaiterFunction"])
+def test_status_and_the_waiter_may_read_a_row_and_start_or_end_one_left_at_started(function: str) -> None:
+    """A row left at STARTED (holdline/logic/tracking.py): start its execution on our own state machines only,
+    or end the row (a conditional UpdateItem of the tracker table). Nothing else."""
+    assert grants(f"{function}Role") == {
+        "dynamodb:GetItem": [TRACKER],
+        "dynamodb:UpdateItem": [TRACKER],
+        "states:StartExecution": [{"Ref": "TransferStateMachine"}, {"Ref": "FollowUpStateMachine"}],
+    }
 
 
 def test_config_lookup_may_only_read_the_config_table() -> None:
@@ -217,3 +227,26 @@ def test_state_machine_logs_without_execution_data_and_traces() -> None:
     group = transformed()["Resources"][destination["Fn::GetAtt"][0]]
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert machine["TracingConfiguration"] == {"Enabled": True}
+
+
+MONEY_LEGS = ("DebitFunction", "CreditFunction", "SettlementFunction", "ConfirmFunction", "RefundFunction")
+
+
+def test_money_legs_reserve_concurrency_and_the_waiter_is_capped_below_the_account_limit() -> None:
+    """Issue 19, item 6. Lambda's default account limit is 1000 and at least 100 must stay unreserved ("Configuring
+    reserved concurrency", https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    from holdline_local.template import load_template
+
+    resources = load_template()["Resources"]
+    reserved = {
+        name: int(r["Properties"]["ReservedConcurrentExecutions"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Serverless::Function" and "ReservedConcurrentExecutions" in r["Properties"]
+    }
+    assert all(reserved.get(leg, 0) > 0 for leg in MONEY_LEGS), reserved
+    assert 0 < reserved["OutcomeWaiterFunction"] < 1000
+    assert 1000 - sum(reserved.values()) >= 100
+    for leg in MONEY_LEGS:
+        alarm = resources[f"{leg}ThrottlesAlarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Threshold"]) == ("AWS/Lambda", "Throttles", 0)
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${" + leg + "}"}}]

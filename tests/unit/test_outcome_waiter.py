@@ -253,3 +253,22 @@ def test_a_bad_event_is_refused_without_a_read(clock: FakeClock, monkeypatch: py
     fake = table(monkeypatch, clock, 0.0)
     answer = outcome_waiter.handler({"Details": "nope"}, Context(clock, 60))
     assert (answer["status"], answer["errorCode"]) == ("REJECTED", "INVALID_EVENT") and fake.reads == []
+
+
+def test_the_not_started_grace_outlasts_every_starter_run_the_flow_can_make() -> None:
+    """A row left at STARTED is started (or ended) by status and the waiter only once no starter run can still
+    be in flight: the flow's "Start transfer" visits (its "Start attempts" loop) each wait at most the block's
+    InvocationTimeLimitSeconds, a run started in the last one goes on for at most the starter's Timeout, and
+    "One moment, please." between visits takes a couple of seconds."""
+    from pathlib import Path
+
+    from holdline_local.template import load_template
+
+    repo = Path(__file__).resolve().parents[2]
+    actions = {a["Identifier"]: a for a in json.loads((repo / "flows" / "transfer-flow.json").read_text())["Actions"]}
+    visits = int(actions["Start attempts"]["Parameters"]["LoopCount"])
+    block = int(actions["Start transfer"]["Parameters"]["InvocationTimeLimitSeconds"])
+    starter_timeout = int(load_template()["Resources"]["StarterFunction"]["Properties"]["Timeout"])
+    prompt_seconds = 2
+    latest_run_ends = visits * block + (visits - 1) * prompt_seconds + starter_timeout
+    assert config.Settings().not_started_grace_seconds >= latest_run_ends

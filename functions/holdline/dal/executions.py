@@ -34,6 +34,13 @@ def start(state_machine_arn: str, name: str, payload: dict[str, str]) -> str:
     return str(answer["executionArn"])
 
 
+def start_for_tracker(state_machine_arn: str, tracker_id: str, operation: str) -> str:
+    """Start the execution of a tracker row: named after the tracker, with the one input every starter of it
+    gives (the starter, and status or the waiter for a row whose execution never started). One definition, so
+    each of them sends the same name and the same input, which is what makes a second start a no-op."""
+    return start(state_machine_arn, tracker_id, {"trackerId": tracker_id, "operation": operation})
+
+
 def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 

@@ -120,10 +120,18 @@ def get(tracker_id: str, *, now: float | None = None, include_expired: bool = Fa
     return item
 
 
-def mark_failed(tracker_id: str, error_name: str, source: str, execution_error: str | None = None) -> bool:
+def mark_failed(
+    tracker_id: str,
+    error_name: str,
+    source: str,
+    execution_error: str | None = None,
+    *,
+    only_at_step: TrackerStep | None = None,
+) -> bool:
     """RUNNING -> FAILED (step DONE), only if the row is still RUNNING; False if it was final already. Every
     retry and every racing writer (the saga, the reconciler, the sweeper, a redriven dead letter) moves a row
-    to FAILED at most once, so the notifier announces it at most once."""
+    to FAILED at most once, so the notifier announces it at most once. ``only_at_step``: and only if the row is
+    still at that step (a row never started is failed only while no execution has recorded a step)."""
     values: dict[str, Any] = {
         ":running": {"S": TrackerStatus.RUNNING.value},
         ":failed": {"S": TrackerStatus.FAILED.value},
@@ -136,10 +144,14 @@ def mark_failed(tracker_id: str, error_name: str, source: str, execution_error: 
     if execution_error:
         values[":executionError"] = {"S": execution_error[:256]}
         update += ", executionError = :executionError"
+    condition = "attribute_exists(trackerId) AND #status = :running"
+    if only_at_step is not None:
+        values[":atStep"] = {"S": only_at_step.value}
+        condition += " AND #step = :atStep"
     return _conditional_update(
         tracker_id,
         UpdateExpression=update,
-        ConditionExpression="attribute_exists(trackerId) AND #status = :running",
+        ConditionExpression=condition,
         ExpressionAttributeNames={"#status": "status", "#step": "step"},
         ExpressionAttributeValues=values,
     )

@@ -30,12 +30,14 @@ from typing import Any
 
 from holdline.config import Settings
 from holdline.dal import aws
-from holdline.logic.tracking import is_tracker_id, read_row, status_answer
+from holdline.logic.tracking import awaits_its_start, is_tracker_id, read_row, start_unstarted, status_answer
 from holdline.observability import logger
 
 #: Between two reads while nothing goes wrong: the outcome reaches the caller at most this late (plus the
 #: read itself). Each read is one strongly consistent read unit of a row under 4 KB.
 POLL_INTERVAL_SECONDS = 0.3
+#: What starting a row left at STARTED may take (StartExecution, then at most a conditional write and a read).
+START_BUDGET_SECONDS = 3 * aws.ATTEMPT_SECONDS
 #: The longest pause between two reads after consecutive failures (throttling, timeouts).
 BACKOFF_CAP_SECONDS = 2.0
 #: A hard bound on reads per invocation, whatever the clock says: 60 s / 0.3 s.
@@ -62,13 +64,21 @@ def wait_for_outcome(tracker_id: object, settings: Settings) -> dict[str, Any]:
     last: dict[str, Any] | None = None
     failure: Exception | None = None
     failures = reads = 0
+    start_checked = False
     while reads < MAX_READS:
         reads += 1
         try:
             # One attempt: the loop, not aws.call, paces retries (it knows the poll interval).
             with aws.budget(min(aws.remaining_seconds(), aws.ATTEMPT_SECONDS), attempts=1):
                 now = wall_clock()
-                answer = status_answer(read_row(tracker_id, now), settings, now)
+                row = read_row(tracker_id, now)
+            if row is not None and not start_checked and awaits_its_start(row, settings, now):
+                # A row left at STARTED (tracking's docstring): one start per invocation, not one per 0.3 s read;
+                # the row then says whether the execution got going. Retried at the next read only if this raised.
+                with aws.budget(min(aws.remaining_seconds(), START_BUDGET_SECONDS), attempts=2):
+                    row = start_unstarted(tracker_id, row, settings, source="OUTCOME_WAITER")
+                start_checked = True
+            answer = status_answer(row, settings, now)
         except Exception as exc:
             if not aws.is_transient(exc):
                 raise

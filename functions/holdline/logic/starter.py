@@ -80,11 +80,7 @@ def start_request(event: ContactFlowEvent, settings: Settings, *, now: float | N
     # Start (again) even for a retry: the row may have been written by a run that died before starting, and
     # a named Standard execution makes the second start a no-op (same name and input).
     try:
-        executions.start(
-            workflow.state_machine_arn(settings),
-            tracker_id,
-            {"trackerId": tracker_id, "operation": workflow.operation},
-        )
+        executions.start_for_tracker(workflow.state_machine_arn(settings), tracker_id, workflow.operation)
     except Exception as exc:
         # The row is ours and exists (the execution may or may not have started: a lost answer, or no time left
         # to try): the ERROR answer names it, so the flow's retry and an agent can find this transfer.
