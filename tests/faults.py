@@ -67,6 +67,17 @@ def slow(seconds: float) -> Fault:
     return fault
 
 
+def slow_until_left(context: Any, seconds: float) -> Fault:
+    """Hold the call until ``context`` (a :class:`DeadlineContext`) has ``seconds`` left, then make it: a write
+    that ends at a known point of the budget, whatever the machine's load spent before it."""
+
+    def fault(real: Callable[[], Any], operation: str) -> Any:
+        time.sleep(max(0.0, context.get_remaining_time_in_millis() / 1000 - seconds))
+        return real()
+
+    return fault
+
+
 THROTTLE = throttle()
 
 
