@@ -68,12 +68,14 @@ def slow(seconds: float) -> Fault:
 
 
 def slow_until_left(context: Any, seconds: float) -> Fault:
-    """Hold the call until ``context`` (a :class:`DeadlineContext`) has ``seconds`` left, then make it: a write
-    that ends at a known point of the budget, whatever the machine's load spent before it."""
+    """Make the call, then hold its answer until ``context`` (a :class:`DeadlineContext`) has ``seconds`` left (or
+    less, if the call itself took longer): a call that ends at a known point of the budget, whatever the machine's
+    load spent before it or on it."""
 
     def fault(real: Callable[[], Any], operation: str) -> Any:
+        answer = real()
         time.sleep(max(0.0, context.get_remaining_time_in_millis() / 1000 - seconds))
-        return real()
+        return answer
 
     return fault
 

@@ -172,6 +172,30 @@ class RefundPending(HoldlineError):
     message = "The transfer failed and the refund is still being processed."
 
 
+class LedgerUnsettled(BankError):
+    """The ledger check after a failed refund found a payment the bank still holds PENDING: its outcome is not known
+    yet. Transient: the state machine checks again at the settlement pace; past its retries the outcome is
+    unconfirmed."""
+
+    code = "OUTCOME_UNCONFIRMED"
+    transient = True
+
+
+class OutcomeUnconfirmed(HoldlineError):
+    """What happened at the bank could not be established (the ledger check failed, or found a state no rule
+    explains): neither "failed" nor "refund pending" would be the truth. The caller is asked not to repeat the
+    transfer, and an agent gets a task with the ledger facts."""
+
+    code = "OUTCOME_UNCONFIRMED"
+    message = "We could not confirm your transfer. Please do not repeat it: we will call you back."
+
+
+class TrackerNotRecorded(HoldlineError):
+    """The saga's final tracker write failed past its retries (DynamoDB throttled, or the row no longer RUNNING):
+    the execution fails with this error and the outcome it could not write as its cause (JSON), which the
+    reconciler and the sweeper write instead of a bare ExecutionFailed."""
+
+
 class TrackerNotFound(HoldlineError):
     """A bank leg was started for a tracker row that does not exist (claim check broken)."""
 
@@ -203,6 +227,11 @@ ERRORS_BY_NAME: dict[str, type[HoldlineError]] = {
         PaymentInFlight,
         TrackerUnavailable,
         RefusedAfterAttempt,
+        UnknownPaymentStatus,
+        RequestTampered,
+        LedgerUnsettled,
+        OutcomeUnconfirmed,
+        TrackerNotRecorded,
     )
 }
 

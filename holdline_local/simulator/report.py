@@ -28,7 +28,8 @@ class CallReport:
     contact_id: str
     steps: list[Step] = field(default_factory=list)
     path: list[str] = field(default_factory=list)  # every action the caller went through, in order
-    # The flow's holdlineOutcome: SUCCEEDED, FAILED, REJECTED, NOT_STARTED, START_UNKNOWN, ERROR_BRANCH, HOLD_EXCEEDED.
+    # The flow's holdlineOutcome: SUCCEEDED, FAILED, UNCONFIRMED, REJECTED, NOT_STARTED, START_UNKNOWN, ERROR_BRANCH,
+    # HOLD_EXCEEDED.
     outcome: str = ""
     error_code: str = ""
     ending: str = ""  # DISCONNECTED | QUEUED_FOR_AGENT | CALLBACK_CREATED
@@ -40,7 +41,7 @@ class CallReport:
     @property
     def completed(self) -> bool:
         """The call reached a final outcome through the flow's normal path (no Error branch, not stuck)."""
-        return self.outcome in {"SUCCEEDED", "FAILED", "REJECTED"}
+        return self.outcome in {"SUCCEEDED", "FAILED", "UNCONFIRMED", "REJECTED"}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

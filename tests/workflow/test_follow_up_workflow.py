@@ -146,4 +146,6 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
     description = task.request["Description"]
     assert "****1111" in description and "****0404" in description
     assert "CHK-00011111" not in description and "00000404" not in description.replace("****0404", "")
+    # The ledger as the bank holds it when the task is made (the account was unknown: nothing moved).
+    assert "Ledger at the bank now: debit not found; credit not found; refund not found." in description
     assert task.request["References"]["relatedTrackerId"]["Value"] == transfer["trackerId"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -445,13 +446,110 @@ def test_confirm_that_cannot_run_still_ends_succeeded(stack: LocalStack, bank: S
     transfer succeeded all the same; the confirmation is the credit's own reference and nothing compensates."""
     source, destination = accounts(bank)
     lambdas = stack.client("lambda")
+    # The template reserves concurrency for Confirm: put it back afterwards, not delete it (later tests rely on it).
+    kept = lambdas.get_function_concurrency(FunctionName="ConfirmFunction").get("ReservedConcurrentExecutions")
     lambdas.put_function_concurrency(FunctionName="ConfirmFunction", ReservedConcurrentExecutions=0)
     try:
         result = transfer(stack, bank, source, destination)
     finally:
-        lambdas.delete_function_concurrency(FunctionName="ConfirmFunction")
+        if kept is None:
+            lambdas.delete_function_concurrency(FunctionName="ConfirmFunction")
+        else:
+            lambdas.put_function_concurrency(FunctionName="ConfirmFunction", ReservedConcurrentExecutions=kept)
     assert result.status == "SUCCEEDED", result.outcome
     assert "Lambda.TooManyRequestsException" in result.task_errors(), result.task_errors()
     assert "ConfirmFromLegs" in result.entered() and "Refund" not in result.entered()
     assert result.outcome["confirmationNumber"].startswith("HL-pay_"), result.outcome
     assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+# ---- truthful outcomes after a refund that did not complete (issue 19, case 2) -----------------------------------
+
+
+def test_credit_that_landed_with_its_look_ups_down_ends_succeeded(stack: LocalStack, bank: SandboxBank) -> None:
+    """Issue 19, case 2(a): the credit lands but answers after the leg's budget, and every look-up of it fails
+    from then on. The refund's cancellation finds the credit (CompensationBlocked): the transfer happened. The
+    ledger check confirms both legs and the caller hears SUCCEEDED, never "refund pending" (which invited a refund
+    of a completed transfer: the suite's invariant used to accept it)."""
+    source, destination = accounts(bank)
+    bank.inject(
+        FaultKind.TIMEOUT_AFTER_COMMIT, leg="credit", account=destination, times=1, seconds=PAST_THE_FUNCTION_TIMEOUT
+    )
+    bank.inject(FaultKind.ERROR_5XX, leg="lookup", account=destination)
+    warm(stack, "CreditFunction")
+    result = transfer(stack, bank, source, destination)
+    assert result.status == "SUCCEEDED", result.outcome
+    assert result.outcome["confirmationNumber"].startswith("HL"), result.outcome
+    entered = result.entered()
+    assert "Refund" in entered and "CheckLedger" in entered and "UseLedgerLegs" in entered, entered
+    assert "failureError" not in result.row, result.row
+    assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+def test_debit_and_refund_throttled_tell_nothing_moved_not_refund_pending(stack: LocalStack, bank: SandboxBank) -> None:
+    """Issue 19, case 2(b): the Lambda service throttles Debit and Refund past their retries, so no debit ever
+    reached the bank (ledger 0/0/0). The ledger check finds no payment under any key: FAILED, nothing taken
+    (refunded=false, not REFUND_PENDING), and no person is asked to give back money that was never taken."""
+    source, destination = accounts(bank)
+    for function in ("DebitFunction", "RefundFunction"):
+        stack.runtime.refuse(function, "TooManyRequestsException", times=12)
+    try:
+        result = transfer(stack, bank, source, destination)
+    finally:
+        for function in ("DebitFunction", "RefundFunction"):
+            stack.runtime.clear_refusals(function)
+    assert result.outcome["status"] == "FAILED" and result.outcome["errorCode"] != "REFUND_PENDING", result.outcome
+    assert result.outcome["refunded"] == "false"
+    assert "CheckLedger" in result.entered() and "NothingMovedInLedger" in result.entered(), result.entered()
+    assert money(bank, result.tracker_id) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_refund_refused_for_good_is_refund_pending_with_its_cause(
+    stack: LocalStack, bank: SandboxBank, status: int
+) -> None:
+    """Issue 19, case 2(c): the one pending refund. The debit landed, the credit failed, and the bank refuses the
+    refund itself (a 4xx: not retried). The ledger holds the debit and nothing else: REFUND_PENDING, and the row
+    keeps why the refund was not made (it used to write the constant and drop the cause)."""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    bank.inject(FaultKind.ERROR, leg="refund", account=source, status=status)
+    result = transfer(stack, bank, source, destination, refund_refused=True)
+    assert result.outcome["errorCode"] == "REFUND_PENDING" and result.outcome["refunded"] == "false", result.outcome
+    assert result.row["refundError"]["S"] == "BankRejected", result.row
+    assert result.attempts("RefundFunction") == 1  # a refusal is not retried
+    assert money(bank, result.tracker_id) == (1, 0, 0)
+
+
+def test_ledger_that_cannot_be_read_is_outcome_unconfirmed(stack: LocalStack, bank: SandboxBank) -> None:
+    """The refund fails and so does every cancellation, so the bank cannot say what it holds: neither "failed"
+    nor "refund pending" would be the truth. The caller hears OUTCOME_UNCONFIRMED (status UNCONFIRMED: do not
+    repeat it, we will call you), and the failure needs a person."""
+    source, destination = accounts(bank)
+    bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    bank.inject(FaultKind.ERROR_5XX, leg="cancel")  # every cancellation (this test runs alone; the fixture clears it)
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    result = finish(stack, start(stack, source, destination))
+    assert_invariants(bank, result, source, destination, "10.00", opening, ledger_unreadable=True)
+    assert result.outcome["status"] == "UNCONFIRMED" and result.outcome["errorCode"] == "OUTCOME_UNCONFIRMED"
+    assert "do not repeat" in result.outcome["errorMessage"], result.outcome
+    assert result.row["failureError"]["S"] == "OutcomeUnconfirmed" and "RecordOutcomeUnconfirmed" in result.entered()
+    assert money(bank, result.tracker_id) == (1, 0, 0)
+    # An agent gets a task (the failure needs a person) that states the ledger as the bank holds it now.
+    task = _task_for(stack, result.tracker_id)
+    assert task.request["Name"].startswith("Transfer outcome unconfirmed"), task.request["Name"]
+    description = task.request["Description"]
+    assert "debit found (SETTLED" in description and "credit not found" in description, description
+    assert "refund not found" in description and source not in description
+
+
+def _task_for(stack: LocalStack, tracker_id: str, timeout: float = 30) -> Any:
+    """The agent's task for a transfer (the failure event, the follow-up trigger and its workflow run first)."""
+    assert stack.connect is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in stack.connect.tasks:
+            if task.request.get("References", {}).get("relatedTrackerId", {}).get("Value") == tracker_id:
+                return task
+        time.sleep(0.2)
+    raise AssertionError(f"no task for {tracker_id} within {timeout} s")

@@ -157,6 +157,42 @@ def mark_failed(
     )
 
 
+def record_outcome(
+    tracker_id: str,
+    *,
+    status: TrackerStatus,
+    source: str,
+    failure_error: str | None = None,
+    refunded: bool = False,
+    confirmation_number: str | None = None,
+) -> bool:
+    """RUNNING -> the outcome the saga knew but could not write (its final write failed past its retries; the
+    execution failed with TrackerNotRecorded and this outcome as its cause). Conditional as the saga's own final
+    writes are; False if the row was final already."""
+    values: dict[str, Any] = {
+        ":running": {"S": TrackerStatus.RUNNING.value},
+        ":final": {"S": status.value},
+        ":done": {"S": TrackerStep.DONE.value},
+        ":source": {"S": source},
+        ":now": {"S": _now_iso()},
+    }
+    update = "SET #status = :final, #step = :done, failureSource = :source, updatedAt = :now"
+    if status is TrackerStatus.SUCCEEDED:
+        values[":confirmation"] = {"S": confirmation_number or ""}
+        update += ", stepsDone = stepsTotal, confirmationNumber = :confirmation REMOVE failureError"
+    else:
+        values[":error"] = {"S": failure_error or "ExecutionFailed"}
+        values[":refunded"] = {"BOOL": refunded}
+        update += ", failureError = :error, refunded = :refunded"
+    return _conditional_update(
+        tracker_id,
+        UpdateExpression=update,
+        ConditionExpression="attribute_exists(trackerId) AND #status = :running",
+        ExpressionAttributeNames={"#status": "status", "#step": "step"},
+        ExpressionAttributeValues=values,
+    )
+
+
 def mark_notified(tracker_id: str, event_id: str) -> bool:
     """Record that the failure event went out; False if another delivery recorded it first."""
     return _conditional_update(

@@ -30,6 +30,7 @@ from holdline.errors import (
     DailyLimitExceeded,
     FraudSuspected,
     InsufficientFunds,
+    LedgerUnsettled,
     PaymentNotFound,
     RefusedAfterAttempt,
     RequestTampered,
@@ -38,6 +39,7 @@ from holdline.errors import (
     TransferInvalid,
     UnknownPaymentStatus,
 )
+from holdline.models.ledger import LedgerVerdict, verdict_of
 from holdline.models.requests import transfer_fingerprint
 from holdline.models.tracker import TrackerStatus
 from holdline.observability import logger, mask
@@ -268,3 +270,47 @@ def refund(tracker_id: str, retry_count: int = 0) -> dict[str, Any]:
     )
     logger.info("refunded", extra={"account": mask(request["fromAccount"]), "paymentId": payment["paymentId"]})
     return {"refunded": True, "paymentId": payment["paymentId"]}
+
+
+def _legs_side_by_side(tracker_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any] | None]:
+    """Cancel each leg's key at once (see :func:`_settle_leg`); each thread runs in a copy of this context, so the
+    leg's budget (a ContextVar) bounds its calls too."""
+    with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="ledger") as pool:
+        calls = [pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, kind) for kind in kinds]
+        return [call.result() for call in calls]
+
+
+def ledger_check(tracker_id: str) -> dict[str, Any]:
+    """After a refund that did not complete: what the bank holds under the transfer's three keys, and what that
+    makes the transfer (:class:`holdline.models.ledger.LedgerVerdict`). Every key is cancelled (a payment that
+    landed comes back from its cancellation; a key with none is burnt, so no request still in flight can land
+    after this check): the facts it returns cannot change afterwards. A payment still PENDING raises
+    :class:`LedgerUnsettled`, which the state machine retries at the settlement pace. Moves no money."""
+    debit_payment, credit_payment, refund_payment = _legs_side_by_side(tracker_id, ("debit", "credit", "refund"))
+    facts = {
+        "debit": _ledger_state(debit_payment),
+        "credit": _ledger_state(credit_payment),
+        "refund": _ledger_state(refund_payment),
+    }
+    if PENDING in facts.values():
+        raise LedgerUnsettled(f"a payment is still pending at the bank: {facts}")
+    verdict = verdict_of(facts["debit"], facts["credit"], facts["refund"])
+    log = logger.warning if verdict is LedgerVerdict.INCONSISTENT else logger.info
+    log("ledger checked", extra={**facts, "verdict": verdict.value})
+    return {
+        "verdict": verdict.value,
+        **facts,
+        "debitPaymentId": str(debit_payment["paymentId"]) if debit_payment else "",
+        "creditPaymentId": str(credit_payment["paymentId"]) if credit_payment else "",
+    }
+
+
+def _ledger_state(payment: dict[str, Any] | None) -> str:
+    """NONE (the key holds no payment, and now never will), the payment's status, or UNKNOWN for a payment with no
+    status or one not on either list (never read as settled)."""
+    if payment is None:
+        return "NONE"
+    status = payment.get("status")
+    if status in PAYMENT_STATUSES or status in NO_MONEY_STATUSES:
+        return str(status)
+    return "UNKNOWN"

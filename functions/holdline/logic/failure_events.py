@@ -20,6 +20,9 @@ from holdline.workflows import DEFAULT_OPERATION, get_workflow
 SCHEMA_VERSION = "1"
 #: Steps after which money may have moved: a failure there that the saga did not settle needs a person.
 MONEY_STEPS = frozenset({TrackerStep.DEBITING, TrackerStep.CREDITING, TrackerStep.CONFIRMING, TrackerStep.REFUNDING})
+#: The saga's own outcomes that leave money for a person: a debit the refund could not give back, and a transfer
+#: whose outcome at the bank could not be established.
+NEEDS_A_PERSON = frozenset({"REFUND_PENDING", "OUTCOME_UNCONFIRMED"})
 #: How long an operator (or a flow offering a retry) should wait before trying a retryable failure again.
 RETRY_DELAY_SECONDS = 60
 
@@ -29,8 +32,8 @@ def failure_detail(row: Mapping[str, Any], previous_step: str | None = None) -> 
 
     Masked: account numbers keep their last four; nothing else from the request but amount and currency.
 
-    A failure that needs a person (``manualReviewRequired``: a refund still pending, or an execution that
-    ended from outside after money may have moved) is never ``retryable``: a consumer that honours
+    A failure that needs a person (``manualReviewRequired``: a refund still pending, an outcome unconfirmed, or an
+    execution that ended from outside after money may have moved) is never ``retryable``: a consumer that honours
     ``retryable`` would start a second transfer while the first one's money is unaccounted for.
     """
     error_name = row.get("failureError")
@@ -38,7 +41,7 @@ def failure_detail(row: Mapping[str, Any], previous_step: str | None = None) -> 
     _, message = describe_failure(error_name)
     source = str(row.get("failureSource", "SAGA"))
     step = previous_step or str(row.get("step", ""))
-    manual_review = reason_code == "REFUND_PENDING" or (source != "SAGA" and step in MONEY_STEPS)
+    manual_review = reason_code in NEEDS_A_PERSON or (source != "SAGA" and step in MONEY_STEPS)
     retryable = retryable and not manual_review
     request = row.get("request") or {}
     return {

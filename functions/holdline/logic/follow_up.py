@@ -8,12 +8,14 @@ one of Connect's own rules failed to create its task (``Amazon Connect Rules Act
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from holdline.config import Settings, get_settings, instance_id
-from holdline.dal import connect_tasks, executions, tracker_table
+from holdline.dal import bank_api, connect_tasks, executions, tracker_table
 from holdline.errors import TrackerNotFound
 from holdline.logic.starter import tracker_id_for
 from holdline.models.follow_up import FollowUpReason, FollowUpRequest
@@ -69,7 +71,11 @@ def start_follow_up(
 def follow_up_for_failed_transfer(detail: FailureEventDetail, settings: Settings | None = None) -> dict[str, str]:
     """A transfer ended in a state that needs a person: open a task for an agent, once per transfer."""
     settings = settings or get_settings()
-    reason: FollowUpReason = "REFUND_PENDING" if detail.reason_code == "REFUND_PENDING" else "HELD_FOR_REVIEW"
+    reason: FollowUpReason = "HELD_FOR_REVIEW"
+    if detail.reason_code == "REFUND_PENDING":
+        reason = "REFUND_PENDING"
+    elif detail.reason_code == "OUTCOME_UNCONFIRMED":
+        reason = "OUTCOME_UNCONFIRMED"
     request = FollowUpRequest(
         reason=reason,
         relatedTrackerId=detail.tracker_id,
@@ -118,6 +124,7 @@ def create_task(tracker_id: str, settings: Settings | None = None) -> dict[str, 
 _TASK_NAMES: dict[str, str] = {
     "CALLBACK_REQUESTED": "Call the customer back",
     "REFUND_PENDING": "Refund pending after a failed transfer",
+    "OUTCOME_UNCONFIRMED": "Transfer outcome unconfirmed: check the ledger, call the customer",
     "CALLER_HUNG_UP": "Transfer finished after the caller hung up",
     "HELD_FOR_REVIEW": "Transfer needs a review",
     "RULE_RETRY": "Task re-created after a Connect rule failed",
@@ -141,7 +148,33 @@ def _description(request: dict[str, Any], related: dict[str, Any] | None) -> str
             f"status {related.get('status')}, error {related.get('failureError', 'none')}, "
             f"refunded {bool(related.get('refunded'))}."
         )
+        lines.append(ledger_facts(str(related.get("trackerId"))))
     return " ".join(lines)
+
+
+#: What the task's ledger look-ups may take together (side by side), well inside the function's Timeout.
+LEDGER_LOOKUP_SECONDS = 3.0
+LEDGER_KEYS = ("debit", "credit", "refund")
+
+
+def _ledger_fact(reference: str, kind: str) -> str:
+    try:
+        payment = bank_api.find_payment(reference, kind)
+    except Exception as exc:  # the task goes out all the same: the agent is told the fact is missing
+        logger.warning("ledger look-up failed for a task", extra={"leg": kind, "error": type(exc).__name__})
+        return f"{kind} could not be checked"
+    if payment is None:
+        return f"{kind} not found"
+    return f"{kind} found ({payment.get('status', 'no status')}, {payment.get('amount', '?')})"
+
+
+def ledger_facts(reference: str) -> str:
+    """The bank's ledger under the transfer's three keys, as the task is created (read only: nothing is cancelled
+    or moved): what the agent acts on, not what the saga last believed."""
+    with bank_api.budget(LEDGER_LOOKUP_SECONDS), ThreadPoolExecutor(len(LEDGER_KEYS)) as pool:
+        calls = [pool.submit(contextvars.copy_context().run, _ledger_fact, reference, kind) for kind in LEDGER_KEYS]
+        facts = [call.result() for call in calls]
+    return "Ledger at the bank now: " + "; ".join(facts) + "."
 
 
 __all__ = ["create_task", "follow_up_for_failed_transfer", "start_follow_up"]

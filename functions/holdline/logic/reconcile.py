@@ -16,8 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from holdline.config import Settings
 from holdline.dal import executions, tracker_table
+from holdline.errors import TrackerNotRecorded
+from holdline.models.tracker import TrackerStatus
+from holdline.models.unrecorded import UnrecordedOutcome
 from holdline.observability import logger
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
 
@@ -54,15 +59,41 @@ def tracker_id_of(detail: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def unrecorded_outcome(detail: Mapping[str, Any], tracker_id: str) -> UnrecordedOutcome | None:
+    """The outcome a saga could not write (its execution failed with TrackerNotRecorded and the outcome as the
+    cause), or None: another failure, or a cause that is not that outcome for this tracker."""
+    if detail.get("status") != "FAILED" or detail.get("error") != TrackerNotRecorded.__name__:
+        return None
+    try:
+        outcome = UnrecordedOutcome.model_validate_json(str(detail.get("cause") or ""))
+    except ValidationError:
+        logger.error("TrackerNotRecorded with a cause that is not an outcome: recorded as ExecutionFailed")
+        return None
+    return outcome if outcome.tracker_id == tracker_id else None
+
+
 def reconcile_execution(detail: Mapping[str, Any], source: str = "RECONCILER") -> bool:
     """A "Step Functions Execution Status Change" detail: if the execution ended badly and the tracker is still
-    RUNNING, make it FAILED. True if this call changed the row."""
+    RUNNING, make it FAILED, or write the outcome the saga knew but could not write (TrackerNotRecorded). True if
+    this call changed the row."""
     error_name = EXECUTION_STATUS_ERRORS.get(str(detail.get("status")))
     tracker_id = tracker_id_of(detail)
     if error_name is None or tracker_id is None:
         logger.info("nothing to reconcile", extra={"executionStatus": detail.get("status")})
         return False
     logger.append_keys(trackerId=tracker_id)
+    outcome = unrecorded_outcome(detail, tracker_id)
+    if outcome is not None:
+        changed = tracker_table.record_outcome(
+            tracker_id,
+            status=TrackerStatus(outcome.status),
+            source=source,
+            failure_error=outcome.failure_error,
+            refunded=outcome.refunded,
+            confirmation_number=outcome.confirmation_number,
+        )
+        logger.info("recorded the saga's outcome" if changed else "already final", extra={"outcome": outcome.status})
+        return changed
     changed = tracker_table.mark_failed(tracker_id, error_name, source, execution_error=detail.get("error"))
     logger.info("reconciled" if changed else "already final", extra={"executionStatus": detail["status"]})
     return changed
@@ -144,6 +175,7 @@ def _sweep_row(row: Mapping[str, Any], settings: Settings, report: SweepReport) 
     status = str(described["status"])
     if status in EXECUTION_STATUS_ERRORS:
         detail = {"status": status, "name": tracker_id, "error": described.get("error")}
+        detail["cause"] = described.get("cause")  # a TrackerNotRecorded failure carries the outcome to write
         return status, reconcile_execution(detail, source="SWEEPER")
     if status == "SUCCEEDED":
         # Every workflow's last state writes the tracker: a SUCCEEDED execution with a RUNNING row is a bug.

@@ -39,6 +39,9 @@ FINAL = FINAL_STATUSES
 _TRACKER_ID = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
 #: The failureError of a row whose execution could not be started (the sweeper records the same).
 NOT_STARTED_ERROR = "ExecutionNotStarted"
+#: The results answer's status (and errorCode) for a transfer whose outcome at the bank could not be established.
+UNCONFIRMED = "UNCONFIRMED"
+OUTCOME_UNCONFIRMED = "OUTCOME_UNCONFIRMED"
 
 
 def _not_found() -> dict[str, Any]:
@@ -175,6 +178,10 @@ def results(tracker_id: object, settings: Settings, *, now: float | None = None)
         logger.info("results answered", extra={"status": state})
         return answer
     code, message = describe_failure(row.get("failureError"))
+    if code == OUTCOME_UNCONFIRMED:
+        # Not "failed": what happened at the bank is not known (the row is FAILED only because it is final and
+        # not a success). The flow tells the caller not to repeat it; an agent has a task with the ledger facts.
+        state = UNCONFIRMED
     logger.info("results answered", extra={"status": state, "errorCode": code})
     return {
         "status": state,

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-FollowUpReason = Literal["CALLBACK_REQUESTED", "REFUND_PENDING", "CALLER_HUNG_UP", "HELD_FOR_REVIEW", "RULE_RETRY"]
+FollowUpReason = Literal[
+    "CALLBACK_REQUESTED", "REFUND_PENDING", "OUTCOME_UNCONFIRMED", "CALLER_HUNG_UP", "HELD_FOR_REVIEW", "RULE_RETRY"
+]
 TRACKER_ID_PATTERN = r"^[A-Za-z0-9-]{1,80}$"
 _TRACKER_ID = re.compile(r"[A-Za-z0-9-]{1,80}", re.ASCII)
 

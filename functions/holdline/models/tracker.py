@@ -76,6 +76,7 @@ _ATTRIBUTES = {
     "task_contact_id": "taskContactId",
     "refunded": "refunded",
     "failure_error": "failureError",
+    "refund_error": "refundError",
     "failure_source": "failureSource",
     "execution_error": "executionError",
     "failure_notified_at": "failureNotifiedAt",
@@ -109,6 +110,8 @@ class TrackerRow:
     task_contact_id: str | None = None
     refunded: bool | None = None
     failure_error: str | None = None
+    #: Why the refund could not be made, on a REFUND_PENDING row (the error of its last attempt).
+    refund_error: str | None = None
     failure_source: str | None = None
     execution_error: str | None = None
     failure_notified_at: str | None = None
