@@ -64,6 +64,11 @@ class Settings:
     sweep_after_seconds: int = field(default=960, metadata=_bounds(ge=60))
     sweep_max_items: int = field(default=50, metadata=_bounds(ge=1, le=500))
     sweep_describe_per_second: float = field(default=5.0, metadata=_bounds(gt=0, le=15))
+    #: A FAILED row still without ``failureNotifiedAt`` this long after it failed lost its announcement (the
+    #: notifier's stream record expired or was dead-lettered): the sweeper announces it (issue 19).
+    sweep_announce_after_seconds: int = field(default=900, metadata=_bounds(ge=60))
+    #: FAILED rows the sweeper reads (one GetItem each) per run, looking for lost announcements.
+    sweep_max_failed_reads: int = field(default=100, metadata=_bounds(ge=1, le=1000))
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -317,6 +318,160 @@ def _paced_sweeps(stack: LocalStack, ids: list[str], base: int) -> None:
         reports = [reconcile.sweep(settings, now=now, sleep=lambda _: None) for _ in range(3)]
     assert [r.reconciled for r in reports] == [3, 1, 0]
     assert {status_of(stack, t) for t in ids} == {("FAILED", "ExecutionNotStarted")}
+
+
+def reset_sweep_cursors(stack: LocalStack) -> None:
+    """The sweeper's walks start again from the oldest row (tests that expect an order start from here). The
+    cursors' item stays (only its positions go): tests that count the table's items see no change."""
+    try:
+        stack.client("dynamodb").update_item(
+            TableName="TrackerTable",
+            Key={"trackerId": {"S": "sweeperCursor"}},
+            UpdateExpression="REMOVE runningStartKey, failedStartKey",
+            ConditionExpression="attribute_exists(trackerId)",
+        )
+    except stack.client("dynamodb").exceptions.ConditionalCheckFailedException:
+        pass  # no run ever saved a position
+
+
+def waiting_follow_up(stack: LocalStack, created_at: int) -> str:
+    """A follow-up row running legitimately past the sweep window: its execution waits in its Delay (7000 s,
+    70 s on the test time scale; stopped by the test before)."""
+    tracker_id = f"followUp-{uuid.uuid4().hex}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={
+            "trackerId": {"S": tracker_id},
+            "operation": {"S": "followUp"},
+            "status": {"S": "RUNNING"},
+            "step": {"S": "STARTED"},
+            "contactId": {"S": "c-1"},
+            "createdAt": {"N": str(created_at)},
+            "request": {"M": {"reason": {"S": "CALLBACK_REQUESTED"}, "delaySeconds": {"N": "7000"}}},
+        },
+    )
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.arn("FollowUpStateMachine"),
+        name=tracker_id,
+        input=json.dumps({"trackerId": tracker_id, "operation": "followUp"}),
+    )
+    return tracker_id
+
+
+def test_rows_running_past_the_window_do_not_starve_a_stuck_one(stack: LocalStack) -> None:
+    """Issue 19: 12 follow-ups waiting in their Delay (healthy: DescribeExecution says RUNNING) are the oldest
+    rows due, ahead of a stuck row; the sweeper takes 5 rows a run (sweep_max_items shrunk from 50, as 50+
+    healthy rows would be in production). Each run resumes where the last one stopped, so the stuck row is
+    reached within N = ceil(13 / 5) = 3 runs. Before the cursor every run took the same 5 oldest rows: never."""
+    base = 10  # rows due are those created before base + 13: only this test's (other tests use 1, 2, 100, ...)
+    assert stack.scheduler is not None
+    sfn = stack.client("stepfunctions")
+    machine = stack.arn("FollowUpStateMachine").replace(":stateMachine:", ":execution:")
+    with stack.scheduler.paused():  # this test is the only sweeper
+        stack.settle()
+        reset_sweep_cursors(stack)
+        healthy = [waiting_follow_up(stack, base + i) for i in range(12)]
+        stuck = running_row(stack, base + 12, step="STARTED")  # no execution was ever started for it
+        try:
+            with stack.as_function("SweeperFunction"):
+                settings = dataclasses.replace(get_settings(), sweep_max_items=5)
+                now = base + 13 + settings.sweep_after_seconds
+                reports = [reconcile.sweep(settings, now=now, sleep=lambda _: None) for _ in range(3)]
+                assert status_of(stack, stuck) == ("FAILED", "ExecutionNotStarted")
+                # The third run reached the newest row due: the fourth starts again from the oldest.
+                reports.append(reconcile.sweep(settings, now=now, sleep=lambda _: None))
+            assert [(r.examined, r.still_running, r.reconciled, r.truncated) for r in reports] == [
+                (5, 5, 0, True),
+                (5, 5, 0, True),
+                (3, 2, 1, False),
+                (5, 5, 0, True),
+            ]
+            assert {status_of(stack, t)[0] for t in healthy} == {"RUNNING"}  # examined, left alone
+        finally:
+            for tracker_id in healthy:
+                sfn.stop_execution(executionArn=f"{machine}:{tracker_id}")
+
+
+def test_a_cursor_outside_the_key_condition_is_dropped(stack: LocalStack) -> None:
+    """DynamoDB refuses an ExclusiveStartKey outside a Query's key condition (ValidationException); a cursor
+    saved under a later cutoff (a run with a later clock, a SweepAfterSeconds made longer) is dropped and the
+    walk starts from the oldest row, instead of failing every run (AWS) or finding nothing (moto, which starts
+    after the position)."""
+    base = 30
+    assert stack.scheduler is not None
+    with stack.scheduler.paused():
+        stack.settle()
+        tracker_id = running_row(stack, base, step="STARTED")
+        with stack.as_function("SweeperFunction"):
+            from holdline.dal import tracker_table
+
+            tracker_table.save_sweep_cursor(
+                reconcile.RUNNING_CURSOR, {"trackerId": "transfer-later", "status": "RUNNING", "createdAt": base + 500}
+            )
+            settings = get_settings()
+            report = reconcile.sweep(settings, now=base + 1 + settings.sweep_after_seconds, sleep=lambda _: None)
+            assert tracker_table.sweep_cursor(reconcile.RUNNING_CURSOR) is None  # reached the end: forgotten
+    assert (report.examined, report.reconciled) == (1, 1)
+    assert status_of(stack, tracker_id) == ("FAILED", "ExecutionNotStarted")
+
+
+def failed_row(stack: LocalStack, created_at: float, failed_at: float, source: str = "RECONCILER") -> str:
+    """A transfer row that became FAILED at ``failed_at`` (an execution aborted from outside) and was never
+    announced: written directly (an INSERT, which the notifier's filter does not pass), as a row looks once
+    its stream record is gone."""
+    tracker_id = f"transfer-{uuid.uuid4().hex}"
+    updated_at = datetime.fromtimestamp(failed_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={
+            "trackerId": {"S": tracker_id},
+            "operation": {"S": "transfer"},
+            "status": {"S": "FAILED"},
+            "step": {"S": "DONE"},
+            "contactId": {"S": "c-1"},
+            "instanceArn": {"S": "arn:aws:connect:us-east-1:123456789012:instance/i-1"},
+            "createdAt": {"N": str(int(created_at))},
+            "updatedAt": {"S": updated_at},
+            "failureError": {"S": "ExecutionAborted"},
+            "failureSource": {"S": source},
+            "request": {"M": {"fromAccount": {"S": "CHK-00011111"}, "toAccount": {"S": "SAV-00022222"}}},
+        },
+    )
+    return tracker_id
+
+
+def test_a_lost_failure_announcement_is_made_once_by_the_sweeper(stack: LocalStack, capture: EventCapture) -> None:
+    """Issue 19: a FAILED row with no failureNotifiedAt, failed longer ago than the grace (15 min), gets one
+    "Holdline Task Failed" event after one sweep and none after a second; a row that failed a moment ago
+    (created long before: a follow-up after its Delay) is left to the notifier."""
+    assert stack.scheduler is not None
+    with stack.scheduler.paused():  # this test is the only sweeper
+        stack.settle()
+        reset_sweep_cursors(stack)
+        now = time.time()
+        with stack.as_function("SweeperFunction"):
+            settings = dataclasses.replace(get_settings(), sweep_max_failed_reads=1000)
+            grace = settings.sweep_announce_after_seconds
+            assert grace == 900
+            lost = failed_row(stack, created_at=now - 3 * grace, failed_at=now - 2 * grace)
+            fresh = failed_row(stack, created_at=now - 3 * grace, failed_at=now - 10)
+            first = reconcile.sweep(settings, now=now, sleep=lambda _: None)
+            [event] = capture.events_for(lost)
+            assert capture.events_for(fresh) == []
+            second = reconcile.sweep(settings, now=now, sleep=lambda _: None)
+    assert first.announced >= 1 and second.announced == 0 and second.failed == 0
+    assert len(capture.events_for(lost)) == 1
+    row = tracker_row(stack, lost)
+    assert row is not None and row["failureEventId"]["S"] and "failureNotifiedAt" in row
+    detail = assert_schema(event)
+    # Aborted from outside, step lost with the stream record: the money may have moved, so a person looks.
+    assert (detail["failureSource"], detail["reasonCode"], detail["step"]) == (
+        "RECONCILER",
+        "EXECUTION_ABORTED",
+        "DEBITING",
+    )
+    assert detail["additionalInfo"] == {"retryable": False, "retryDelay": 0, "manualReviewRequired": True}
+    assert "failureNotifiedAt" not in (tracker_row(stack, fresh) or {})
 
 
 # ---- dead letters ------------------------------------------------------------------------------------------------

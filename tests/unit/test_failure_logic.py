@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from holdline.config import Settings
 from holdline.errors import ERRORS_BY_NAME, failure_reason
 from holdline.logic.failure_events import failure_detail
-from holdline.logic.reconcile import UnknownStateMachine, execution_of, tracker_id_of
+from holdline.logic.reconcile import UnknownStateMachine, execution_of, step_before_failure, tracker_id_of
 from holdline_local.dlq import DeadLetterQueue, DeadLetters, normalized_attributes
 from holdline_local.stream_pump import StreamMapping
 from tests.conftest import REPO
@@ -156,3 +156,29 @@ def test_the_sweeper_looks_a_row_up_in_its_own_workflows_state_machine() -> None
         execution_of({"trackerId": "followUp-1", "operation": "followUp"}, Settings(transfer_state_machine_arn="x"))
     with pytest.raises(UnknownStateMachine):
         execution_of({"trackerId": "x-1", "operation": "mystery"}, both)
+
+
+@pytest.mark.parametrize(
+    ("operation", "source", "error", "step", "manual_review"),
+    [
+        # Ended from outside after its stream record (and the step before DONE) was lost: maybe after the debit.
+        ("transfer", "RECONCILER", "ExecutionAborted", "DEBITING", True),
+        ("transfer", "SWEEPER", "ExecutionTimedOut", "DEBITING", True),
+        # Never started: no money moved, and a new attempt is safe.
+        ("transfer", "SWEEPER", "ExecutionNotStarted", "STARTED", False),
+        # The saga's own failures are described by their error (REFUND_PENDING needs a person at any step).
+        ("transfer", "SAGA", "InsufficientFunds", "DONE", False),
+        ("transfer", "SAGA", "RefundPending", "DONE", True),
+        # A workflow that moves no money reports its row's own step.
+        ("followUp", "RECONCILER", "ExecutionAborted", "DONE", False),
+    ],
+)
+def test_a_lost_announcement_assumes_the_worst_step(
+    operation: str, source: str, error: str, step: str, manual_review: bool
+) -> None:
+    row = {"trackerId": "t-1", "operation": operation, "status": "FAILED", "step": "DONE"}
+    row |= {"failureSource": source, "failureError": error}
+    assert step_before_failure(row) == step
+    detail = failure_detail(row, previous_step=step_before_failure(row))
+    assert detail["additionalInfo"]["manualReviewRequired"] is manual_review
+    assert not (manual_review and detail["additionalInfo"]["retryable"])

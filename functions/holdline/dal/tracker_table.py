@@ -203,24 +203,72 @@ def mark_notified(tracker_id: str, event_id: str) -> bool:
     )
 
 
-def running_created_before(cutoff: int, page_size: int) -> Iterator[dict[str, Any]]:
-    """RUNNING rows created before ``cutoff`` (epoch seconds), oldest first, ``page_size`` per Query."""
+def created_before(
+    status: TrackerStatus, cutoff: int, page_size: int, start_key: Mapping[str, Any] | None = None
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Rows of ``status`` created before ``cutoff`` (epoch seconds), oldest first, ``page_size`` per Query of
+    the sparse StatusCreatedIndex, from just after ``start_key`` (a position :func:`created_before` yielded).
+
+    Yields each index item (keys and ``operation`` only: the index projects nothing else, so read the row by
+    key for more) with its position: the item's table and index keys, the shape of a GSI Query's
+    LastEvaluatedKey, which a later Query takes as its ExclusiveStartKey ("Paginating table query results",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html; an index's start key
+    needs both the table's and the index's keys, pynamodb/PynamoDB#50). A start key outside the key condition
+    is refused by DynamoDB (ValidationException, aws/aws-sdk-ruby#2456): one with ``createdAt >= cutoff`` is
+    dropped here and the Query starts from the oldest row."""
     request: dict[str, Any] = {
         "TableName": get_settings().tracker_table_name,
         "IndexName": STATUS_INDEX,
-        "KeyConditionExpression": "#status = :running AND createdAt < :cutoff",
+        "KeyConditionExpression": "#status = :status AND createdAt < :cutoff",
         "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": {":running": {"S": TrackerStatus.RUNNING.value}, ":cutoff": {"N": str(cutoff)}},
+        "ExpressionAttributeValues": {":status": {"S": status.value}, ":cutoff": {"N": str(cutoff)}},
         "Limit": page_size,
         "ScanIndexForward": True,
     }
+    if start_key and start_key.get("status") == status.value and Decimal(str(start_key["createdAt"])) < cutoff:
+        request["ExclusiveStartKey"] = _to_attributes({name: start_key[name] for name in _POSITION})
     while True:
         answer = aws.call("dynamodb", "query", **request)
-        for item in answer.get("Items", []):
-            yield _from_attributes(item)
+        for attributes in answer.get("Items", []):
+            item = _from_attributes(attributes)
+            yield item, {name: item[name] for name in _POSITION}
         if "LastEvaluatedKey" not in answer:
             return
         request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+#: A row's position in StatusCreatedIndex: the table's key and the index's keys.
+_POSITION = ("trackerId", "status", "createdAt")
+#: The sweeper's cursors (:mod:`holdline.logic.reconcile`) are kept in one item of this table. It has no
+#: ``status``, so it is never in StatusCreatedIndex (sparse), and its key is no tracker id a starter makes.
+SWEEP_CURSOR_ID = "sweeperCursor"
+
+
+def sweep_cursor(name: str) -> dict[str, Any] | None:
+    """Where the sweeper stopped in one partition (``name``) last time; None: start from the oldest row."""
+    item = get(SWEEP_CURSOR_ID, include_expired=True) or {}
+    position = item.get(f"{name}StartKey")
+    return dict(position) if isinstance(position, Mapping) else None
+
+
+def save_sweep_cursor(name: str, position: Mapping[str, Any] | None) -> None:
+    """Keep where the sweeper stopped in one partition, or forget it (None: the next run starts from the
+    oldest row). Forgetting never creates the item."""
+    attribute = {"#position": f"{name}StartKey"}
+    if position is not None:
+        _update(
+            SWEEP_CURSOR_ID,
+            UpdateExpression="SET #position = :position, updatedAt = :now",
+            ExpressionAttributeNames=attribute,
+            ExpressionAttributeValues={":position": {"M": _to_attributes(position)}, ":now": {"S": _now_iso()}},
+        )
+    else:
+        _conditional_update(
+            SWEEP_CURSOR_ID,
+            UpdateExpression="REMOVE #position",
+            ConditionExpression="attribute_exists(#position)",
+            ExpressionAttributeNames=attribute,
+        )
 
 
 # ---- Connect rule failures' records (holdline.dal.rule_failures names them) ------------------------------------

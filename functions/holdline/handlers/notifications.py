@@ -1,5 +1,6 @@
 """Failure handling: FailureNotifierFunction (DynamoDB Stream of the tracker -> the bus), ReconcilerFunction
-(Step Functions status changes -> the tracker) and SweeperFunction (schedule -> the tracker). Not
+(Step Functions status changes -> the tracker) and SweeperFunction (schedule -> the tracker, and FAILED rows
+whose announcement was lost -> the bus). Not
 Connect-facing: they raise on an unexpected error so that their retries and dead-letter queues take over."""
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def reconciler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any
 def sweeper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = reconcile.sweep(get_settings())
     metrics.add_metric(name="SweeperReconciled", unit="Count", value=report.reconciled)
+    if report.announced:
+        # Failures whose announcement the notifier lost: published now, counted as the notifier counts its own.
+        metrics.add_metric(name="FailureEventsPublished", unit="Count", value=report.announced)
+        metrics.add_metric(name="SweeperAnnounced", unit="Count", value=report.announced)
+    if report.manual_review_announced:
+        metrics.add_metric(name="RefundsPending", unit="Count", value=report.manual_review_announced)
     if report.anomalies:
         metrics.add_metric(name="SweeperAnomalies", unit="Count", value=report.anomalies)
     if report.failed:

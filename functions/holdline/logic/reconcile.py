@@ -3,9 +3,11 @@ never started) still end their tracker row.
 
 The reconciler acts on Step Functions' status change events (every workflow's); the sweeper asks
 DescribeExecution about rows still RUNNING long after any execution could be (status change events are best
-effort). Both only ever move a row RUNNING -> FAILED with a conditional write, so they never race the saga
-into two outcomes and a replay changes nothing; the row's change is announced by the notifier
-(:mod:`holdline.logic.failure_events`).
+effort). Both only ever move a row RUNNING -> final with a conditional write (FAILED, or the outcome a saga knew
+but could not write: TrackerNotRecorded), so they never race the saga into two outcomes and a replay changes
+nothing; the row's change is announced by the notifier
+(:mod:`holdline.logic.failure_events`). The sweeper also announces, through the notifier's own path, FAILED rows
+whose announcement was lost (no ``failureNotifiedAt`` long after they failed).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +24,9 @@ from pydantic import ValidationError
 from holdline.config import Settings
 from holdline.dal import executions, tracker_table
 from holdline.errors import TrackerNotRecorded
-from holdline.models.tracker import TrackerStatus
+from holdline.logic import failure_events
+from holdline.logic.tracking import NOT_STARTED_ERROR
+from holdline.models.tracker import TrackerStatus, TrackerStep
 from holdline.models.unrecorded import UnrecordedOutcome
 from holdline.observability import logger
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
@@ -100,6 +105,11 @@ def reconcile_execution(detail: Mapping[str, Any], source: str = "RECONCILER") -
 
 
 # ---- the sweeper ----------------------------------------------------------------------------------------------
+#: The cursors' names (one per partition of StatusCreatedIndex the sweeper walks).
+RUNNING_CURSOR = "running"
+FAILED_CURSOR = "failed"
+
+
 @dataclass
 class SweepReport:
     examined: int = 0
@@ -108,6 +118,10 @@ class SweepReport:
     anomalies: int = 0
     failed: int = 0
     truncated: bool = False
+    #: FAILED rows read looking for a lost announcement, and how many of them this run announced.
+    failed_rows_read: int = 0
+    announced: int = 0
+    manual_review_announced: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +131,8 @@ class SweepReport:
             "anomalies": self.anomalies,
             "failed": self.failed,
             "truncated": self.truncated,
+            "failedRowsRead": self.failed_rows_read,
+            "announced": self.announced,
         }
 
 
@@ -137,23 +153,48 @@ def sweep(
     *,
     now: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> SweepReport:
     """Find trackers RUNNING past ``sweep_after_seconds`` (longer than any state machine may run), ask Step
-    Functions for the truth and reconcile. Bounded: at most ``sweep_max_items`` rows and DescribeExecution
-    calls per run, paced at ``sweep_describe_per_second`` (the quota refills 15/s for the whole account). One
-    row that cannot be swept does not stop the others: it is logged and counted (``failed``)."""
-    now = time.time() if now is None else now
+    Functions for the truth and reconcile; then announce FAILED rows whose announcement was lost. Bounded: at
+    most ``sweep_max_items`` rows and DescribeExecution calls per run, paced at ``sweep_describe_per_second``
+    (the quota refills 15/s for the whole account), and ``sweep_max_failed_reads`` FAILED rows read. One row
+    that cannot be swept does not stop the others: it is logged and counted (``failed``).
+
+    No starvation: each walk resumes where the previous run stopped (a cursor kept in the table) and starts
+    again from the oldest row once it reached the newest, so a row due is examined within
+    ceil(rows due / sweep_max_items) + 1 runs, however many rows ahead of it are legitimately still running (a
+    follow-up in its Delay), instead of the same oldest ``sweep_max_items`` rows every run. Why a saved
+    ExclusiveStartKey rather than the alternatives: a ``nextSweepAt`` mark on healthy rows cannot be filtered on
+    in StatusCreatedIndex (it projects only ``operation``; changing a projection replaces the index), so every
+    run would still read every healthy row; paging further within one run is bounded by the same
+    DescribeExecution budget and still restarts at the oldest row. The cursor costs one GetItem per walk and one
+    UpdateItem when it moves, and the function runs one at a time (ReservedConcurrentExecutions: 1).
+
+    ``now`` is the time the RUNNING window is measured at (tests move it forward to make rows due). Lost
+    announcements are judged on ``clock``, the wall clock every writer stamps ``updatedAt`` with: a failure
+    the notifier is announcing this very second must not look lost because a caller's ``now`` is ahead."""
     report = SweepReport()
+    _sweep_running(settings, clock() if now is None else now, sleep, report)
+    _announce_lost_failures(settings, clock(), report)
+    return report
+
+
+def _sweep_running(settings: Settings, now: float, sleep: Callable[[float], None], report: SweepReport) -> None:
     cutoff = int(now) - settings.sweep_after_seconds
     interval = 1.0 / settings.sweep_describe_per_second
     page_size = min(settings.sweep_max_items, 100)
-    for row in tracker_table.running_created_before(cutoff, page_size):
+    start = tracker_table.sweep_cursor(RUNNING_CURSOR)
+    last: dict[str, Any] | None = None
+    rows = tracker_table.created_before(TrackerStatus.RUNNING, cutoff, page_size, start)
+    for row, position in rows:
         if report.examined >= settings.sweep_max_items:
-            report.truncated = True  # the next run carries on: nothing is lost, only later
+            report.truncated = True  # the next run carries on from ``last``: nothing is lost, only later
             break
         if report.examined:
             sleep(interval)
         report.examined += 1
+        last = position
         tracker_id = str(row["trackerId"])
         try:
             status, changed = _sweep_row(row, settings, report)
@@ -163,7 +204,13 @@ def sweep(
             continue
         report.reconciled += int(changed)
         logger.info("swept", extra={"trackerId": tracker_id, "executionStatus": status, "reconciled": changed})
-    return report
+    # Truncated: resume after the last row examined. Reached the newest row due: start from the oldest next time.
+    _move_cursor(RUNNING_CURSOR, last if report.truncated else None, start)
+
+
+def _move_cursor(name: str, position: dict[str, Any] | None, previous: dict[str, Any] | None) -> None:
+    if position is not None or previous is not None:
+        tracker_table.save_sweep_cursor(name, position)
 
 
 def _sweep_row(row: Mapping[str, Any], settings: Settings, report: SweepReport) -> tuple[str, bool]:
@@ -184,3 +231,81 @@ def _sweep_row(row: Mapping[str, Any], settings: Settings, report: SweepReport) 
     else:
         report.still_running += 1  # RUNNING (redriven) or PENDING_REDRIVE: not ours to end
     return status, False
+
+
+# ---- lost announcements ---------------------------------------------------------------------------------------
+def _announce_lost_failures(settings: Settings, now: float, report: SweepReport) -> None:
+    """FAILED rows without ``failureNotifiedAt`` ``sweep_announce_after_seconds`` after they failed: the
+    notifier never announced them (its stream record is kept 24 h and dead-lettered after its retries; a
+    dead letter not redriven in time is gone). Announced through the notifier's own path
+    (:func:`holdline.logic.failure_events.announce`): its consistent read and the conditional write on
+    ``failureNotifiedAt`` make a second run announce nothing more; a run racing the notifier at the same moment
+    can at worst put one more event with the same ``dedupeKey``, the window the notifier already has.
+
+    The FAILED rows are found in StatusCreatedIndex (no Scan) and read by key (the index projects only
+    ``operation``), at most ``sweep_max_failed_reads`` a run, from a cursor of their own: the walk visits every
+    FAILED row still in the table (until TTL deletes it) once per ceil(FAILED rows / sweep_max_failed_reads)
+    runs."""
+    grace = settings.sweep_announce_after_seconds
+    start = tracker_table.sweep_cursor(FAILED_CURSOR)
+    last: dict[str, Any] | None = None
+    truncated = False
+    # A row cannot have failed before it was created: only rows created before the grace can be due.
+    for item, position in tracker_table.created_before(TrackerStatus.FAILED, int(now) - grace, 100, start):
+        if report.failed_rows_read >= settings.sweep_max_failed_reads:
+            truncated = True
+            break
+        report.failed_rows_read += 1
+        last = position
+        tracker_id = str(item["trackerId"])
+        try:
+            _announce_if_lost(tracker_id, settings, now - grace, report)
+        except Exception:
+            report.failed += 1
+            logger.exception("could not announce a failure", extra={"trackerId": tracker_id})
+    _move_cursor(FAILED_CURSOR, last if truncated else None, start)
+
+
+def _announce_if_lost(tracker_id: str, settings: Settings, failed_before: float, report: SweepReport) -> None:
+    row = tracker_table.get(tracker_id, include_expired=True)
+    if row is None or row.get("failureNotifiedAt") or row.get("status") != TrackerStatus.FAILED:
+        return
+    failed_at = _epoch(row.get("updatedAt")) or float(row.get("createdAt", 0))
+    if failed_at > failed_before:
+        return  # recent: the notifier, seconds behind a change, announces it (or is retrying it)
+    detail = failure_events.announce(tracker_id, {"step": step_before_failure(row)}, settings)
+    if detail is None:
+        return
+    report.announced += 1
+    report.manual_review_announced += int(bool(detail["additionalInfo"]["manualReviewRequired"]))
+    logger.warning("announced a failure the notifier never did", extra={"trackerId": tracker_id})
+
+
+def step_before_failure(row: Mapping[str, Any]) -> str:
+    """The step the row was at when it failed, for an announcement made without the stream's old image.
+
+    Every write to FAILED sets step DONE, so the step before is known only from the old image, which a lost
+    stream record took with it. A row never started was at STARTED. A failure the saga recorded is described
+    by its own error (a pending refund is REFUND_PENDING whatever the step). An execution that ended from
+    outside (reconciler, sweeper) may have done so after its debit: assume the first step after which money may
+    have moved, so the event asks a person (``manualReviewRequired``, never ``retryable``) instead of inviting
+    a second transfer. A workflow that moves no money has no such step: its row's own step is reported."""
+    if row.get("failureError") == NOT_STARTED_ERROR:
+        return TrackerStep.STARTED.value
+    step = str(row.get("step", ""))
+    if str(row.get("failureSource", "SAGA")) == "SAGA":
+        return step
+    workflow = get_workflow(str(row.get("operation") or DEFAULT_OPERATION))
+    steps = list(workflow.steps) if workflow else []
+    money = [name for name in steps if name in failure_events.MONEY_STEPS]
+    return str(money[0]) if money else step
+
+
+def _epoch(value: Any) -> float | None:
+    """An ISO 8601 ``updatedAt`` (the saga's EnteredTime or ours, ``Z`` or an offset) as epoch seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
