@@ -147,3 +147,96 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
     assert "****1111" in description and "****0404" in description
     assert "CHK-00011111" not in description and "00000404" not in description.replace("****0404", "")
     assert task.request["References"]["relatedTrackerId"]["Value"] == transfer["trackerId"]
+
+
+def _start_execution(stack: LocalStack, name: str, definition: dict[str, Any] | None = None, **execution: Any) -> str:
+    """Start the deployed follow-up state machine (or, with ``definition``, a copy of its deployed definition
+    under the same role) on ``{"trackerId": name, ...}``."""
+    sfn = stack.client("stepfunctions")
+    machine = stack.arn(MACHINE)
+    if definition is not None:
+        machine = sfn.create_state_machine(
+            name=f"FollowUpFrom{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn=sfn.describe_state_machine(stateMachineArn=machine)["roleArn"],
+        )["stateMachineArn"]
+    started = sfn.start_execution(
+        stateMachineArn=machine, name=name, input=json.dumps({"trackerId": name, "operation": "followUp", **execution})
+    )
+    return str(started["executionArn"])
+
+
+def _ended(stack: LocalStack, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
+    import time
+
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "execution still running"
+        time.sleep(0.05)
+    return dict(described)
+
+
+def test_a_missing_follow_up_row_still_reaches_the_dead_letter_queue(stack: LocalStack) -> None:
+    """ReadRequest finds no row: its GetItem answers without ``Item``. On AWS the ResultSelector that read
+    ``$.Item.request...`` failed the execution with States.Runtime, which its Catch on States.ALL cannot take,
+    and nobody heard of the follow-up. Now the missing row is a dead letter (TrackerNotFound), and no row is
+    made by recording the failure."""
+    dead_letters(stack)
+    tracker_id = f"followUp-missing-{uuid.uuid4().hex[:12]}"
+    described = _ended(stack, _start_execution(stack, tracker_id))
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "TrackerNotFound"
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "NotRetryable"
+    assert tracker_id in attributes["ERROR_MESSAGE"]
+    assert json.loads(message["Body"])["trackerId"] == tracker_id
+    assert tracker_row(stack, tracker_id) is None
+
+
+def test_the_dead_letter_is_sent_after_a_timeout_whose_cause_is_empty(stack: LocalStack) -> None:
+    """A task's States.Timeout reaches the Catch as ``{"Error": "States.Timeout", "Cause": ""}`` (AWS gives no
+    cause, nor does the local engine), and SQS refuses an empty message attribute: the ERROR_MESSAGE taken
+    from the cause made the DeadLetter step fail, so the execution failed and the queue stayed empty.
+
+    The deployed definition, entered where CreateTask's Catch leads (a CreateTask timeout cannot be made
+    here: the function's own Timeout, 10 s, ends it first, as Sandbox.Timedout), on a RUNNING row."""
+    dead_letters(stack)
+    tracker_id = f"followUp-timeout-{uuid.uuid4().hex[:12]}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
+    )
+    sfn = stack.client("stepfunctions")
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=stack.arn(MACHINE))["definition"])
+    definition["StartAt"] = "RetriesExhausted"
+    described = _ended(
+        stack,
+        _start_execution(stack, tracker_id, definition, failure={"Error": "States.Timeout", "Cause": ""}),
+    )
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "States.Timeout"
+    assert attributes["ERROR_MESSAGE"].startswith("States.Timeout")
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    row = tracker_row(stack, tracker_id)
+    assert row is not None and row["status"]["S"] == "FAILED" and row["failureError"]["S"] == "States.Timeout"
+
+
+def test_a_row_without_a_follow_up_request_is_recorded_and_dead_lettered(stack: LocalStack) -> None:
+    """The row is there but holds no request (no ``delaySeconds`` to wait): no States.Runtime from reading it,
+    the row ends FAILED and the reason reaches the dead-letter queue."""
+    dead_letters(stack)
+    tracker_id = f"followUp-norequest-{uuid.uuid4().hex[:12]}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
+    )
+    described = _ended(stack, _start_execution(stack, tracker_id))
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "TransferInvalid"
+    row = tracker_row(stack, tracker_id)
+    assert row is not None and row["status"]["S"] == "FAILED" and row["failureError"]["S"] == "TransferInvalid"
