@@ -15,6 +15,7 @@ from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.stack import LocalStack
 from tests.conftest import load_event
 from tests.helpers import history, tracker_row, wait_for_execution
+from tests.probes import run_state_machine
 
 MACHINE = "FollowUpStateMachine"
 
@@ -149,32 +150,15 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
     assert task.request["References"]["relatedTrackerId"]["Value"] == transfer["trackerId"]
 
 
-def _start_execution(stack: LocalStack, name: str, definition: dict[str, Any] | None = None, **execution: Any) -> str:
-    """Start the deployed follow-up state machine (or, with ``definition``, a copy of its deployed definition
-    under the same role) on ``{"trackerId": name, ...}``."""
-    sfn = stack.client("stepfunctions")
-    machine = stack.arn(MACHINE)
-    if definition is not None:
-        machine = sfn.create_state_machine(
-            name=f"FollowUpFrom{uuid.uuid4().hex[:8]}",
-            definition=json.dumps(definition),
-            roleArn=sfn.describe_state_machine(stateMachineArn=machine)["roleArn"],
-        )["stateMachineArn"]
-    started = sfn.start_execution(
-        stateMachineArn=machine, name=name, input=json.dumps({"trackerId": name, "operation": "followUp", **execution})
+def _run_on_its_own(stack: LocalStack, tracker_id: str) -> dict[str, Any]:
+    """The deployed follow-up state machine started as the starter starts it (name = tracker id, the same
+    input), on whatever row the test wrote, if any."""
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.arn(MACHINE),
+        name=tracker_id,
+        input=json.dumps({"trackerId": tracker_id, "operation": "followUp"}),
     )
-    return str(started["executionArn"])
-
-
-def _ended(stack: LocalStack, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
-    import time
-
-    sfn = stack.client("stepfunctions")
-    deadline = time.monotonic() + timeout
-    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "execution still running"
-        time.sleep(0.05)
-    return dict(described)
+    return wait_for_execution(stack, tracker_id, machine=MACHINE)
 
 
 def test_a_missing_follow_up_row_still_reaches_the_dead_letter_queue(stack: LocalStack) -> None:
@@ -184,7 +168,7 @@ def test_a_missing_follow_up_row_still_reaches_the_dead_letter_queue(stack: Loca
     made by recording the failure."""
     dead_letters(stack)
     tracker_id = f"followUp-missing-{uuid.uuid4().hex[:12]}"
-    described = _ended(stack, _start_execution(stack, tracker_id))
+    described = _run_on_its_own(stack, tracker_id)
     assert described["status"] == "SUCCEEDED", described
     (message,) = dead_letters(stack)
     attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
@@ -209,11 +193,11 @@ def test_the_dead_letter_is_sent_after_a_timeout_whose_cause_is_empty(stack: Loc
         Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
     )
     sfn = stack.client("stepfunctions")
-    definition = json.loads(sfn.describe_state_machine(stateMachineArn=stack.arn(MACHINE))["definition"])
-    definition["StartAt"] = "RetriesExhausted"
-    described = _ended(
-        stack,
-        _start_execution(stack, tracker_id, definition, failure={"Error": "States.Timeout", "Cause": ""}),
+    deployed = sfn.describe_state_machine(stateMachineArn=stack.arn(MACHINE))
+    definition = {**json.loads(deployed["definition"]), "StartAt": "RetriesExhausted"}
+    failure = {"Error": "States.Timeout", "Cause": ""}
+    described = run_state_machine(
+        stack, definition, deployed["roleArn"], execution_input={"trackerId": tracker_id, "failure": failure}
     )
     assert described["status"] == "SUCCEEDED", described
     (message,) = dead_letters(stack)
@@ -234,7 +218,7 @@ def test_a_row_without_a_follow_up_request_is_recorded_and_dead_lettered(stack: 
         TableName="TrackerTable",
         Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
     )
-    described = _ended(stack, _start_execution(stack, tracker_id))
+    described = _run_on_its_own(stack, tracker_id)
     assert described["status"] == "SUCCEEDED", described
     (message,) = dead_letters(stack)
     assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "TransferInvalid"
