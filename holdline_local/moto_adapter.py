@@ -23,6 +23,20 @@ pyproject.toml (tests/functional/test_moto_adapter.py): a moto upgrade that move
 7. **A Parallel or Map whose branch fails with a ``States.*`` error** (a task's ``States.Timeout``, say) fails
    with that error, as on AWS, so its Catch sees it; moto rebuilds the branch's error as a custom error name,
    which refuses the ``States.`` prefix, and the execution dies of a ValueError instead.
+8. **Errors no Catch or Retry may handle.** A ``States.Runtime`` error (a path that does not resolve in
+   Parameters or ResultSelector, a ResultPath moto cannot apply; moto already fails InputPath/OutputPath
+   outside any Catch) "isn't
+   retriable, and will always cause the execution to fail", and ``States.ALL`` "can't catch the
+   States.DataLimitExceeded terminal error type and runtime error types" (Step Functions developer guide,
+   "Handling errors in Step Functions workflows",
+   https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). moto's ``ErrorEquals``
+   matched both with ``States.ALL``, and its Choice took ``Default`` on a ``Variable`` that does not resolve,
+   which AWS fails with ``States.Runtime`` (only ``IsPresent`` may ask about a missing path).
+9. **SQS refuses an empty message attribute value** ("Name, type, value and the message body must not be empty
+   or null", SQS API reference, MessageAttributeValue,
+   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_MessageAttributeValue.html):
+   ``InvalidParameterValue``. moto refused only a null one, so a dead letter whose ERROR_MESSAGE was a timeout's
+   empty Cause was sent locally and lost on AWS.
 """
 
 from __future__ import annotations
@@ -274,6 +288,154 @@ def _branch_modules() -> list[Any]:
     return [branches_decl, iteration_worker]
 
 
+# ---- 8. errors no Catch or Retry may handle ------------------------------------------------------------------
+def _strict_error_equals(original: Callable[[Any, Environment], None]) -> Callable[[Any, Environment], None]:
+    """``ErrorEqualsDecl._eval_body``: pops the error name, pushes whether this Retrier/Catcher takes it."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+
+    def named(self: Any, typ: Any) -> bool:
+        return any(isinstance(n, StatesErrorName) and n.typ == typ for n in self.error_names)
+
+    def _eval_body(self: Any, env: Environment) -> None:
+        error_name = env.stack[-1]
+        typ = error_name.typ if isinstance(error_name, StatesErrorName) else None
+        # States.Runtime: no Retrier or Catcher at all, whatever it names ("will always cause the execution to
+        # fail"). States.DataLimitExceeded: not States.ALL (the guide says no more than that: named, it matches).
+        data_limit = StatesErrorNameType.StatesStatesDataLimitExceeded
+        if typ == StatesErrorNameType.StatesRuntime or (typ == data_limit and not named(self, data_limit)):
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original(self, env)
+
+    return _eval_body
+
+
+def _strict_choice_variable(original: Callable[[Any, Environment], None]) -> Callable[[Any, Environment], None]:
+    """``ComparisonVariable._eval_body``: a rule's Variable that does not resolve is States.Runtime unless the
+    rule is ``IsPresent``. moto's Variable samples a missing path as ``NoSuchVariable`` and every operator but
+    IsPresent (and the Is* type tests, false) answers false, so the Choice fell through to its Default."""
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_operator_type import (
+        ComparisonOperatorType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.variable import NoSuchVariable
+    from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError
+
+    def _eval_body(self: Any, env: Environment) -> None:
+        if self.comparison_function.operator_type != ComparisonOperatorType.IsPresent:
+            self.variable.eval(env)
+            sampled = env.stack.pop()
+            if isinstance(sampled, NoSuchVariable):
+                # The Choice state turns this into States.Runtime, as it does for a missing ``...Path`` operand.
+                raise NoSuchJsonPathError(self.variable.string_sampler.literal_value, env.states.get_input())
+            env.stack.append(sampled)
+            self.comparison_function.eval(env)
+            return
+        original(self, env)
+
+    return _eval_body
+
+
+def _strict_from_error(original: Callable[[Any, Environment, Exception], Any]) -> Callable[..., Any]:
+    """An execution state's ``_from_error`` (its exception -> the error its Retry and Catch see). A path that
+    does not resolve in Parameters, ResultSelector or ResultPath raises moto's NoSuchJsonPathError there, and
+    each integration named it its own way: DynamoDB's made it ``DynamoDB.AmazonDynamoDBException`` (which our
+    ReadRequest retried, on an input moto had emptied). It is ``States.Runtime``, whatever the integration."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+    from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError
+
+    def _from_error(self: Any, env: Environment, ex: Exception) -> Any:
+        if isinstance(ex, NoSuchJsonPathError):
+            runtime = StatesErrorNameType.StatesRuntime.to_name()
+            cause = (
+                f"The JSONPath '{ex.json_path}' specified for the field '{env.next_field_name}' "
+                f"could not be found in the input '{to_json_str(ex.data)}'"
+            )
+            return FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+                event_type=HistoryEventType.TaskFailed,
+                # One key, as moto builds its own (its EventDetails TypedDict is declared total).
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    taskFailedEventDetails=TaskFailedEventDetails(error=runtime, cause=cause)
+                ),
+            )
+        return original(self, env, ex)
+
+    return _from_error
+
+
+def _execution_states() -> list[Any]:
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_factory  # noqa: F401 - loads them all
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+
+    found, pending = [], [ExecutionState]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return [cls for cls in found if "_from_error" in vars(cls)]
+
+
+def _strictness_targets() -> list[tuple[Any, str, Callable[[Any], Any]]]:
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_variable import (
+        ComparisonVariable,
+    )
+
+    return [
+        (ErrorEqualsDecl, "_eval_body", _strict_error_equals),
+        (ComparisonVariable, "_eval_body", _strict_choice_variable),
+        *((cls, "_from_error", _strict_from_error) for cls in _execution_states()),
+    ]
+
+
+def _install_strictness() -> None:
+    for owner, attribute, make in _strictness_targets():
+        original = _installed.setdefault(f"strict:{owner.__qualname__}:{owner.__module__}", vars(owner)[attribute])
+        setattr(owner, attribute, make(original))
+
+
+def _uninstall_strictness() -> None:
+    for owner, attribute, _ in _strictness_targets():
+        setattr(owner, attribute, _installed[f"strict:{owner.__qualname__}:{owner.__module__}"])
+
+
+# ---- 9. SQS message attributes -------------------------------------------------------------------------------
+def _strict_message_attributes(original: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    from moto.sqs.exceptions import MessageAttributesInvalid
+
+    def validate_message_attributes(message_attributes: dict[str, Any]) -> None:
+        original(message_attributes)  # moto's own checks first (a null value, an unknown type)
+        for name, value in (message_attributes or {}).items():
+            data_type = str(value.get("DataType") or "")
+            field = "BinaryValue" if data_type.startswith("Binary") else "StringValue"
+            if not value.get(field):
+                raise MessageAttributesInvalid(
+                    f"The message attribute '{name}' must contain non-empty message attribute value for message "
+                    f"attribute type '{data_type}'."
+                )
+
+    return validate_message_attributes
+
+
+def _install_sqs_strictness() -> None:
+    from moto.sqs import responses
+
+    original = _installed.setdefault("sqs_validate", responses.validate_message_attributes)
+    responses.validate_message_attributes = _strict_message_attributes(original)  # type: ignore[assignment]
+
+
 # ---- installing ----------------------------------------------------------------------------------------
 _installed: dict[str, Any] = {}
 _timeout_scale = 1.0
@@ -345,6 +507,8 @@ def install(
     for module in _branch_modules():
         _installed.setdefault(f"error_name:{module.__name__}", module.CustomErrorName)
         module.CustomErrorName = _branch_error_name
+    _install_strictness()
+    _install_sqs_strictness()
     _installed["runtime"] = bridge.runtime
 
 
@@ -400,6 +564,10 @@ def uninstall() -> None:
     _patch_executor_clients(None)
     for module in _branch_modules():
         module.CustomErrorName = _installed[f"error_name:{module.__name__}"]
+    _uninstall_strictness()
+    from moto.sqs import responses
+
+    responses.validate_message_attributes = _installed["sqs_validate"]
     _installed.clear()
     set_timeout_scale(1.0)
 

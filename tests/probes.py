@@ -138,13 +138,14 @@ def invoke_role(stack: LocalStack, function: str) -> str:
 
 
 def run_state_machine(
-    stack: LocalStack, definition: dict[str, Any], role_arn: str, timeout: float = 30
+    stack: LocalStack, definition: dict[str, Any], role_arn: str, timeout: float = 30, execution_input: Any = None
 ) -> dict[str, Any]:
     sfn = stack.client("stepfunctions")
     machine = sfn.create_state_machine(
         name=f"Probe{uuid.uuid4().hex[:10]}", definition=json.dumps(definition), roleArn=role_arn
     )["stateMachineArn"]
-    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex)["executionArn"]
+    started = {} if execution_input is None else {"input": json.dumps(execution_input)}
+    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex, **started)["executionArn"]
     deadline = time.monotonic() + timeout
     while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "execution still running"

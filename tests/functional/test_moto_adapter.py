@@ -152,3 +152,24 @@ def test_names_follow_logical_ids(stack: LocalStack) -> None:
     assert stack.client("dynamodb").describe_table(TableName="TrackerTable")["Table"]["TableName"] == "TrackerTable"
     ttl = stack.client("dynamodb").describe_time_to_live(TableName="TrackerTable")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expiresAt"
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [{"DataType": "String", "StringValue": ""}, {"DataType": "Number", "StringValue": ""}],
+)
+def test_sqs_refuses_an_empty_message_attribute_value(stack: LocalStack, attribute: dict[str, str]) -> None:
+    """SQS API reference, MessageAttributeValue: "Name, type, value and the message body must not be empty or
+    null" (InvalidParameterValue); moto refused only a null value."""
+    sqs = stack.client("sqs")
+    url = sqs.create_queue(QueueName=f"Probe{time.monotonic_ns()}")["QueueUrl"]
+    with pytest.raises(sqs.exceptions.ClientError) as refused:
+        sqs.send_message(QueueUrl=url, MessageBody="x", MessageAttributes={"ERROR_MESSAGE": attribute})
+    assert refused.value.response["Error"]["Code"] in {"InvalidParameterValue", "InvalidParameterValueException"}
+    with pytest.raises(sqs.exceptions.ClientError):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "x", "MessageAttributes": {"A": attribute}}]
+        )
+    sqs.send_message(QueueUrl=url, MessageBody="x", MessageAttributes={"A": {**attribute, "StringValue": "1"}})
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"][0]["Body"] == "x"
+    sqs.delete_queue(QueueUrl=url)

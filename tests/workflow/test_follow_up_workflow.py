@@ -15,6 +15,7 @@ from holdline_local.connect_standin import ConnectStandIn
 from holdline_local.stack import LocalStack
 from tests.conftest import load_event
 from tests.helpers import history, tracker_row, wait_for_execution
+from tests.probes import run_state_machine
 
 MACHINE = "FollowUpStateMachine"
 
@@ -149,3 +150,79 @@ def test_failed_transfer_opens_one_masked_task_linked_to_the_call(
     # The ledger as the bank holds it when the task is made (the account was unknown: nothing moved).
     assert "Ledger at the bank now: debit not found; credit not found; refund not found." in description
     assert task.request["References"]["relatedTrackerId"]["Value"] == transfer["trackerId"]
+
+
+def _run_on_its_own(stack: LocalStack, tracker_id: str) -> dict[str, Any]:
+    """The deployed follow-up state machine started as the starter starts it (name = tracker id, the same
+    input), on whatever row the test wrote, if any."""
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.arn(MACHINE),
+        name=tracker_id,
+        input=json.dumps({"trackerId": tracker_id, "operation": "followUp"}),
+    )
+    return wait_for_execution(stack, tracker_id, machine=MACHINE)
+
+
+def test_a_missing_follow_up_row_still_reaches_the_dead_letter_queue(stack: LocalStack) -> None:
+    """ReadRequest finds no row: its GetItem answers without ``Item``. On AWS the ResultSelector that read
+    ``$.Item.request...`` failed the execution with States.Runtime, which its Catch on States.ALL cannot take,
+    and nobody heard of the follow-up. Now the missing row is a dead letter (TrackerNotFound), and no row is
+    made by recording the failure."""
+    dead_letters(stack)
+    tracker_id = f"followUp-missing-{uuid.uuid4().hex[:12]}"
+    described = _run_on_its_own(stack, tracker_id)
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "TrackerNotFound"
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "NotRetryable"
+    assert tracker_id in attributes["ERROR_MESSAGE"]
+    assert json.loads(message["Body"])["trackerId"] == tracker_id
+    assert tracker_row(stack, tracker_id) is None
+
+
+def test_the_dead_letter_is_sent_after_a_timeout_whose_cause_is_empty(stack: LocalStack) -> None:
+    """A task's States.Timeout reaches the Catch as ``{"Error": "States.Timeout", "Cause": ""}`` (AWS gives no
+    cause, nor does the local engine), and SQS refuses an empty message attribute: the ERROR_MESSAGE taken
+    from the cause made the DeadLetter step fail, so the execution failed and the queue stayed empty.
+
+    The deployed definition, entered where CreateTask's Catch leads (a CreateTask timeout cannot be made
+    here: the function's own Timeout, 10 s, ends it first, as Sandbox.Timedout), on a RUNNING row."""
+    dead_letters(stack)
+    tracker_id = f"followUp-timeout-{uuid.uuid4().hex[:12]}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
+    )
+    sfn = stack.client("stepfunctions")
+    deployed = sfn.describe_state_machine(stateMachineArn=stack.arn(MACHINE))
+    definition = {**json.loads(deployed["definition"]), "StartAt": "RetriesExhausted"}
+    failure = {"Error": "States.Timeout", "Cause": ""}
+    described = run_state_machine(
+        stack, definition, deployed["roleArn"], execution_input={"trackerId": tracker_id, "failure": failure}
+    )
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "States.Timeout"
+    assert attributes["ERROR_MESSAGE"].startswith("States.Timeout")
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    row = tracker_row(stack, tracker_id)
+    assert row is not None and row["status"]["S"] == "FAILED" and row["failureError"]["S"] == "States.Timeout"
+
+
+def test_a_row_without_a_follow_up_request_is_recorded_and_dead_lettered(stack: LocalStack) -> None:
+    """The row is there but holds no request (no ``delaySeconds`` to wait): no States.Runtime from reading it,
+    the row ends FAILED and the reason reaches the dead-letter queue."""
+    dead_letters(stack)
+    tracker_id = f"followUp-norequest-{uuid.uuid4().hex[:12]}"
+    stack.client("dynamodb").put_item(
+        TableName="TrackerTable",
+        Item={"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}, "operation": {"S": "followUp"}},
+    )
+    described = _run_on_its_own(stack, tracker_id)
+    assert described["status"] == "SUCCEEDED", described
+    (message,) = dead_letters(stack)
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "TransferInvalid"
+    row = tracker_row(stack, tracker_id)
+    assert row is not None and row["status"]["S"] == "FAILED" and row["failureError"]["S"] == "TransferInvalid"
