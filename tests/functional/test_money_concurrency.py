@@ -16,7 +16,14 @@ from holdline_local.stack import LocalStack
 from tests.helpers import wait_for_execution
 
 GOOD = {"fromAccount": "CHK-00011111", "toAccount": "SAV-00022222", "amount": "3.10", "currency": "USD"}
-MONEY_LEGS = ("DebitFunction", "CreditFunction", "SettlementFunction", "ConfirmFunction", "RefundFunction")
+MONEY_LEGS = (
+    "DebitFunction",
+    "CreditFunction",
+    "SettlementFunction",
+    "ConfirmFunction",
+    "RefundFunction",
+    "LedgerCheckFunction",
+)
 
 
 def _config(stack: LocalStack, name: str) -> FunctionConfig:

@@ -229,7 +229,14 @@ def test_state_machine_logs_without_execution_data_and_traces() -> None:
     assert machine["TracingConfiguration"] == {"Enabled": True}
 
 
-MONEY_LEGS = ("DebitFunction", "CreditFunction", "SettlementFunction", "ConfirmFunction", "RefundFunction")
+MONEY_LEGS = (
+    "DebitFunction",
+    "CreditFunction",
+    "SettlementFunction",
+    "ConfirmFunction",
+    "RefundFunction",
+    "LedgerCheckFunction",
+)
 
 
 def test_money_legs_reserve_concurrency_and_the_waiter_is_capped_below_the_account_limit() -> None:

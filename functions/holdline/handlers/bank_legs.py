@@ -1,10 +1,9 @@
 """The saga's legs (ValidateFunction, FraudCheckFunction, LimitCheckFunction, DebitFunction, CreditFunction,
-SettlementFunction, ConfirmFunction, RefundFunction), called by the state machine with
+SettlementFunction, ConfirmFunction, RefundFunction, LedgerCheckFunction), called by the state machine with
 ``{"trackerId": ..., "executionName": ..., "retryCount": ...}`` (plus ``leg`` and ``checks`` for a settlement
-check, ``leg: ledger`` for the ledger check after a refund that did not complete, ``debitPaymentId`` and
-``creditPaymentId`` for Confirm). They raise typed errors on purpose: Step Functions' Retry and Catch match the
-class name. Each runs within a budget taken from the context's remaining time, so it answers or raises before
-Lambda stops it at its Timeout."""
+check, ``debitPaymentId`` and ``creditPaymentId`` for Confirm). They raise typed errors on purpose: Step Functions'
+Retry and Catch match the class name. Each runs within a budget taken from the context's remaining time, so it
+answers or raises before Lambda stops it at its Timeout."""
 
 from __future__ import annotations
 
@@ -54,16 +53,7 @@ fraud_check = _leg("fraud_check", lambda t, e: bank_legs.screen_fraud(t))
 limit_check = _leg("limit_check", lambda t, e: bank_legs.check_daily_limit(t))
 debit = _leg("debit", lambda t, e: bank_legs.debit(t, _count(e, "retryCount")))
 credit = _leg("credit", lambda t, e: bank_legs.credit(t, _count(e, "retryCount")))
-
-
-def _settlement(tracker_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    # One function looks legs up at the bank: a leg's settlement, or (leg "ledger") all three keys after a refund
-    # that did not complete.
-    if event.get("leg") == "ledger":
-        return bank_legs.ledger_check(tracker_id)
-    return bank_legs.settlement(tracker_id, str(event.get("leg")), _count(event, "checks"))
-
-
-settlement = _leg("settlement", _settlement)
+settlement = _leg("settlement", lambda t, e: bank_legs.settlement(t, str(e.get("leg")), _count(e, "checks")))
 confirm = _leg("confirm", lambda t, e: bank_legs.confirm(_text(e, "debitPaymentId"), _text(e, "creditPaymentId")))
 refund = _leg("refund", lambda t, e: bank_legs.refund(t, _count(e, "retryCount")))
+ledger_check = _leg("ledger_check", lambda t, e: bank_legs.ledger_check(t))

@@ -299,7 +299,9 @@ def ledger_check(tracker_id: str) -> dict[str, Any]:
     log("ledger checked", extra={**facts, "verdict": verdict.value})
     return {
         "verdict": verdict.value,
-        **facts,
+        "debit": facts["debit"],
+        "credit": facts["credit"],
+        "refund": facts["refund"],
         "debitPaymentId": str(debit_payment["paymentId"]) if debit_payment else "",
         "creditPaymentId": str(credit_payment["paymentId"]) if credit_payment else "",
     }
