@@ -1,7 +1,14 @@
 """Every fault at every leg, checked against the saga's invariants (tests/workflow/saga.py): at most one debit,
 one credit and one refund per transfer; no tracker left RUNNING once its execution ended; and an exact outcome
 (SUCCEEDED with both legs once, or FAILED with the debit refunded once or never made), REFUND_PENDING only where
-the refund itself was made to fail for good or a credit landed on a transfer that failed after it.
+the refund itself was made to fail for good and the ledger holds the debit alone, OUTCOME_UNCONFIRMED only where the
+ledger was made unreadable.
+
+Beside the bank's faults (here, by leg): the Lambda service throttling each leg past its retries (below), DynamoDB
+throttling each tracker write after the debit (tests/workflow/test_tracker_writes.py), a row whose execution never
+started (tests/functional/test_not_started.py) and a leg answer its ResultSelector cannot read (the engine fails the
+execution with States.Runtime, tests/functional/test_engine_strictness.py; no leg answers so,
+tests/unit/test_leg_answers.py).
 
 Each fault is one test; its legs run concurrently (each transfer has accounts of its own, so per-account
 faults hit only it), which keeps the matrix at a few seconds per fault.
@@ -43,6 +50,9 @@ class MatrixFault:
     clears: bool = False
     #: Injected at the look-ups of both accounts, not only the leg's target.
     both_accounts: bool = False
+    #: Injected at the look-ups (by key) of the leg's target too: what a retry of the leg, or a settlement check,
+    #: meets when it asks the bank whether the attempt before landed.
+    lookups: tuple[dict[str, Any], ...] = ()
     expect: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,6 +86,22 @@ FAULTS: dict[str, MatrixFault] = {
         legs=PAYMENTS,
         clears=True,
     ),
+    # Something in front of the bank refuses every request with a 4xx that is not the bank's own answer (a gateway's
+    # 408): a first attempt's refusal moved nothing; a retry's refusal compensates.
+    "408-always": MatrixFault(({"kind": FaultKind.ERROR, "status": 408},)),
+    # The payment lands but answers after its attempt gave up, and every look-up of it is then refused (408) or
+    # fails (5xx): the retry cannot tell whether it landed, so only the ledger check after the refund can.
+    "landed-late-then-4xx-on-the-look-up": MatrixFault(
+        (_once(FaultKind.TIMEOUT_AFTER_COMMIT, seconds=PAST_THE_FUNCTION_TIMEOUT),),
+        legs=PAYMENTS,
+        lookups=({"kind": FaultKind.ERROR, "status": 408},),
+    ),
+    "landed-late-with-look-ups-down": MatrixFault(
+        (_once(FaultKind.TIMEOUT_AFTER_COMMIT, seconds=PAST_THE_FUNCTION_TIMEOUT),),
+        legs=PAYMENTS,
+        lookups=({"kind": FaultKind.ERROR_5XX},),
+        expect={"credit": "SUCCEEDED"},
+    ),
     # The bank's look-ups fail for good; nothing else does: both legs settle, and the transfer succeeded.
     "lookup-outage-after-both-legs-settled": MatrixFault(
         ({"kind": FaultKind.ERROR_5XX},), legs=("lookup",), both_accounts=True, expect={"lookup": "SUCCEEDED"}
@@ -98,6 +124,8 @@ def _setup(bank: SandboxBank, leg: str, fault: MatrixFault) -> Case:
     for target in targets:
         for spec in fault.faults:
             bank.inject(leg=leg, account=target, **spec)
+        for spec in fault.lookups:
+            bank.inject(leg="lookup", account=target, **spec)
     if leg == "refund":
         # A refund only runs after a failure: make the credit fail for good, so the refund leg carries the fault.
         bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
@@ -132,3 +160,65 @@ def test_fault_at_every_leg_keeps_the_invariants(stack: LocalStack, bank: Sandbo
                 assert transfer.outcome["refunded"] == "true", f"{fault_name} at refund: {transfer.outcome}"
         if expected:
             assert transfer.status == expected, f"{fault_name} at {case.leg}: {transfer.outcome}"
+
+
+# ---- the Lambda service throttling a leg past its retries ---------------------------------------------------
+@dataclass(frozen=True)
+class Throttled:
+    functions: tuple[str, ...]
+    #: The credit fails for good, so the refund path runs (where the throttled function is on it).
+    credit_fails: bool = False
+    refund_refused: bool = False
+    ledger_unreadable: bool = False
+    expect: str = ""
+
+
+THROTTLED: dict[str, Throttled] = {
+    "validate": Throttled(("ValidateFunction",), expect="FAILED"),
+    "fraud-check": Throttled(("FraudCheckFunction",), expect="FAILED"),
+    "debit": Throttled(("DebitFunction",), expect="FAILED"),
+    "credit": Throttled(("CreditFunction",), expect="FAILED"),
+    "settlement-and-confirm": Throttled(("SettlementFunction", "ConfirmFunction"), expect="SUCCEEDED"),
+    # The refund cannot run: the ledger check finds the debit kept, a pending refund (a person gives it back).
+    "refund": Throttled(("RefundFunction",), credit_fails=True, refund_refused=True, expect="FAILED"),
+    # Neither the refund nor the ledger check can run: nobody can say what the bank holds.
+    "refund-and-ledger-check": Throttled(
+        ("RefundFunction", "LedgerCheckFunction"), credit_fails=True, refund_refused=True, ledger_unreadable=True
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(THROTTLED))
+def test_a_leg_throttled_past_its_retries_keeps_the_invariants(stack: LocalStack, bank: SandboxBank, name: str) -> None:
+    """Every Invoke of the function is refused (TooManyRequestsException, as Lambda answers at a reserved
+    concurrency): its task retries, then its Catch decides. The invariants hold, and the outcome is what the
+    ledger says (a throttled debit moved nothing: never REFUND_PENDING)."""
+    case = THROTTLED[name]
+    source, destination = new_account(bank), new_account(bank, "0.00", "SAV")
+    if case.credit_fails:
+        bank.inject(FaultKind.ERROR_5XX, leg="credit", account=destination)
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    for function in case.functions:
+        stack.runtime.refuse(function, "TooManyRequestsException", times=1000)
+    try:
+        transfer = finish(stack, start(stack, source, destination), timeout=120)
+    finally:
+        for function in case.functions:
+            stack.runtime.clear_refusals(function)
+    assert "Lambda.TooManyRequestsException" in transfer.task_errors(), transfer.task_errors()
+    assert_invariants(
+        bank,
+        transfer,
+        source,
+        destination,
+        "10.00",
+        opening,
+        refund_refused=case.refund_refused,
+        ledger_unreadable=case.ledger_unreadable,
+    )
+    if case.expect:
+        assert transfer.status == case.expect, transfer.outcome
+    if case.ledger_unreadable:
+        assert transfer.outcome["errorCode"] == "OUTCOME_UNCONFIRMED", transfer.outcome
+    elif case.refund_refused:
+        assert transfer.outcome["errorCode"] == "REFUND_PENDING", transfer.outcome

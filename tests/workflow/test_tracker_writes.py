@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from holdline.logic.starter import tracker_id_for
@@ -138,3 +140,75 @@ def test_final_write_throttled_is_recorded_by_the_reconciler(stack: LocalStack, 
     outcome = stack.invoke("ResultsFunction", event({"trackerId": result.tracker_id}))
     assert outcome["status"] == "SUCCEEDED" and outcome["confirmationNumber"] == row["confirmationNumber"]["S"]
     assert money(bank, result.tracker_id) == (1, 1, 0)
+
+
+def final_failed(request: dict[str, Any]) -> bool:
+    return ":failed" in request.get("ExpressionAttributeValues", {})
+
+
+@dataclass(frozen=True)
+class WriteCase:
+    fails: WritePredicate
+    #: Bank faults (leg -> spec) that send the saga down the path where this write is made.
+    path: tuple[tuple[str, dict[str, Any]], ...] = ()
+    refund_refused: bool = False
+    ledger_unreadable: bool = False
+    error_code: str = ""
+
+
+CREDIT_FAILS = ("credit", {"kind": FaultKind.ERROR_5XX})
+WRITES: dict[str, WriteCase] = {
+    "RecordCrediting": WriteCase(at_step("CREDITING")),
+    "RecordConfirming": WriteCase(at_step("CONFIRMING")),
+    "RecordSucceeded": WriteCase(final_succeeded),
+    "RecordRefunding": WriteCase(at_step("REFUNDING"), (CREDIT_FAILS,), error_code="BANK_UNAVAILABLE"),
+    "RecordFailedAfterRefund": WriteCase(final_failed, (CREDIT_FAILS,), error_code="BANK_UNAVAILABLE"),
+    "RecordRefundPending": WriteCase(
+        final_failed,
+        (CREDIT_FAILS, ("refund", {"kind": FaultKind.ERROR, "status": 400})),
+        refund_refused=True,
+        error_code="REFUND_PENDING",
+    ),
+    "RecordOutcomeUnconfirmed": WriteCase(
+        final_failed,
+        (CREDIT_FAILS, ("cancel", {"kind": FaultKind.ERROR_5XX})),
+        ledger_unreadable=True,
+        error_code="OUTCOME_UNCONFIRMED",
+    ),
+}
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_each_tracker_write_after_the_debit_throttled_keeps_the_invariants(
+    stack: LocalStack, bank: SandboxBank, write: str
+) -> None:
+    """The fault matrix for the saga's own writes: each write after the debit throttled for good, on the path that
+    makes it. Once the reconciler has written what a failed final write could not, the row, the caller's answer and
+    the ledger agree (tests/workflow/saga.py), and the answer is the one the path without the fault gives."""
+    case = WRITES[write]
+    source, destination = new_account(bank), new_account(bank, "0.00", "SAV")
+    for leg, spec in case.path:
+        # A cancellation carries the account of the payment it finds, or none: match it by leg alone (this test runs
+        # alone; the fixture clears every fault after it).
+        bank.inject(
+            leg=leg, **({} if leg == "cancel" else {"account": destination if leg == "credit" else source}), **spec
+        )
+    opening = {source: bank.balance(source), destination: bank.balance(destination)}
+    result = _run(stack, bank, source, destination, case.fails)
+    row = _final_row(stack, result.tracker_id)
+    outcome = stack.invoke("ResultsFunction", event({"trackerId": result.tracker_id}))
+    settled = Transfer(result.tracker_id, result.execution, outcome, row, result.history)
+    assert_invariants(
+        bank,
+        settled,
+        source,
+        destination,
+        "10.00",
+        opening,
+        refund_refused=case.refund_refused,
+        ledger_unreadable=case.ledger_unreadable,
+    )
+    if case.error_code:
+        assert outcome.get("errorCode") == case.error_code, outcome
+    else:
+        assert outcome["status"] == "SUCCEEDED", outcome
