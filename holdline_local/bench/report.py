@@ -249,9 +249,16 @@ def _soak(soak: dict[str, Any] | None, capacity_rate: float | None = None) -> li
         f"What callers were told: {told}. What happened: {truth}"
         + (f" (failed rows by errorCode: {codes})" if codes else "")
         + (
-            f"; {soak['flagged_announced']} of the {soak['flagged']} flagged rows announced (failureNotifiedAt)."
+            f"; {soak['flagged_announced']} of the {soak['flagged']} flagged rows announced (failureNotifiedAt), "
+            f"{soak.get('flagged_with_task', 0)} with an agent task by the judgment."
             if "flagged_announced" in soak
             else "."
+        )
+        + (
+            " Unsettled money flagged only because the row was ended from outside (the sweeper's assumption of a"
+            f" money step): {', '.join(soak['money_flagged_by_assumption'])}."
+            if soak.get("money_flagged_by_assumption")
+            else ""
         )
         + (
             " Error branches by block: " + ", ".join(f"{k} {v}" for k, v in soak["error_branches"].items()) + "."

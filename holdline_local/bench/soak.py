@@ -30,7 +30,7 @@ from typing import Any
 
 from holdline.connect import parse_event
 from holdline.errors import describe_failure
-from holdline.logic.failure_events import failure_detail
+from holdline.logic.failure_events import NEEDS_A_PERSON, failure_detail
 from holdline.logic.reconcile import step_before_failure
 from holdline.logic.starter import tracker_id_of_request
 from holdline_local import throttle
@@ -63,6 +63,10 @@ class Verdict:
     error_code: str = ""  # the errorCode results answers for the row ("" unless FAILED)
     ledger: dict[str, int] = field(default_factory=dict)
     announced: bool = False  # a FAILED row's failure event was put on the bus (failureNotifiedAt)
+    #: The flag rests only on the sweeper's assumption for a row ended from outside (``step_before_failure``: the
+    #: first money step), not on the row's own reason: the notifier's event, built from the stream's old image,
+    #: may say otherwise if the saga's progress writes were skipped.
+    flagged_by_assumption: bool = False
 
 
 def needs_a_person(row: dict[str, Any]) -> bool:
@@ -94,6 +98,7 @@ def judge(
         error_code=error_code,
         ledger={k: v for k, v in ledger.items() if v},
         announced=bool(row and row.get("failureNotifiedAt")),
+        flagged_by_assumption=flagged and error_code not in NEEDS_A_PERSON,
     )
     if row is None:
         if debits or credits:
@@ -268,7 +273,8 @@ def run(
         verdicts.append(verdict)
     problems = [
         f"call {v.call} ({v.scenario}, tracker {v.tracker_id}): {v.problem}; told {v.told}, row {v.truth}"
-        f"{'/' + v.error_code if v.error_code else ''}, ledger {v.ledger or '{}'}"
+        f"{'/' + v.error_code if v.error_code else ''}, ledger {v.ledger or '{}'}; heard "
+        f"{run.results[v.call].caller_hears!r}; Error branches: {'; '.join(run.results[v.call].error_branches) or '-'}"
         for v in verdicts
         if v.problem
     ]
@@ -307,8 +313,27 @@ def run(
         "error_codes": dict(Counter(v.error_code for v in verdicts if v.error_code)),
         # Flagged rows whose failure event the notifier (or the sweeper) has put on the bus.
         "flagged_announced": sum(1 for v in verdicts if v.flagged and v.announced),
+        # Rows whose money is not settled (debit kept, or a credit on a FAILED row) and whose flag rests only on the
+        # assumption above: the ones to check against the failure events really put.
+        "money_flagged_by_assumption": [
+            v.tracker_id
+            for v in verdicts
+            if v.flagged_by_assumption
+            and (v.ledger.get("debit", 0) - v.ledger.get("refund", 0) > 0 or v.ledger.get("credit", 0))
+        ][:20],
+        # Flagged rows an agent already has a Connect task for (the follow-up workflow) when the run is judged.
+        "flagged_with_task": _with_task(stack, [v.tracker_id for v in verdicts if v.flagged]),
         "throttle": throttled,
     }
+
+
+def _with_task(stack: LocalStack, tracker_ids: list[str]) -> int:
+    if stack.connect is None:
+        return 0
+    import json
+
+    tasks = "\n".join(json.dumps(task.request, default=str) for task in stack.connect.tasks)
+    return sum(1 for tracker_id in tracker_ids if tracker_id and tracker_id in tasks)
 
 
 def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -348,7 +348,9 @@ def test_the_soak_reads_a_person_flag_from_the_row_as_the_failure_event_does() -
         assert verdict.flagged and verdict.error_code == code and not verdict.problem, verdict
     # An execution ended from outside (the reconciler) after money may have moved: its event asks a person too.
     outside = _failed_row("ExecutionFailed", failureSource="RECONCILER")
-    assert judge(0, _told("ERROR_BRANCH"), outside, Counter(debit=1), "FAILED").flagged
+    by_outside = judge(0, _told("ERROR_BRANCH"), outside, Counter(debit=1), "FAILED")
+    assert by_outside.flagged and by_outside.flagged_by_assumption and not by_outside.problem
+    assert not judge(0, _told("FAILED"), _failed_row("RefundPending"), Counter(debit=1), "F").flagged_by_assumption
     # A business refusal recorded by the saga does not: a debit kept there is forgotten.
     forgotten = judge(0, _told("FAILED"), _failed_row("BankUnavailable"), Counter(debit=1), "FAILED")
     assert not forgotten.flagged and forgotten.problem.startswith("debited and forgotten")
@@ -472,3 +474,23 @@ def test_a_small_soak_with_the_tracker_throttled_after_the_first_debit(stack: Lo
     assert sum(result["throttle"]["refused"].values()) > 0, result["throttle"]
     assert not throttle.is_throttled("TrackerTable")
     assert result["wrong_outcome"] == result["debited_not_flagged"] == result["not_final"] == 0, result["problems"]
+
+
+def test_report_renders_both_soaks_with_the_factor_and_the_throttle() -> None:
+    from holdline_local.bench.report import _soak
+
+    soak = {
+        "n": 240, "arrivals_per_s": 7.2, "ok": True, "problem_count": 0, "problems": [], "told": {"FAILED": 2},
+        "truth": {"FAILED": 2}, "wrong_outcome": 0, "debited_not_flagged": 0, "not_final": 0, "flagged": 1,
+        "flagged_announced": 1, "apologised_while_started": 0, "took_error_branch": 0, "wall_s": 1.0,
+        "drain_s": 1.0, "sweeps": [{}], "error_codes": {"REFUND_PENDING": 1}, "throttle": None,
+    }  # fmt: skip
+    plain = "\n".join(_soak(soak, 2.4))
+    assert "3.0x the capacity above" in plain and "REFUND_PENDING 1" in plain and "1 of the 1 flagged" in plain
+    throttle = {"seconds": 30.0, "table": "TrackerTable", "started_after_s": 1.5, "lasted_s": 30.0}
+    throttled = "\n".join(_soak({**soak, "throttle": {**throttle, "refused": {"update_item": 7}}}, 2.4))
+    assert (
+        throttled.startswith("## 3d.") and "update_item 7" in throttled and "1.5 s after the calls began" in throttled
+    )
+    never = "\n".join(_soak({**soak, "throttle": {**throttle, "started_after_s": None, "refused": {}}}, 2.4))
+    assert "the throttle never started" in never
