@@ -2,7 +2,8 @@
 stack per process; a hung part is killed, reported, and the others still run), then write BENCHMARKS.md.
 
     python -m holdline_local.bench [--sizes 100,1000] [--out BENCHMARKS.md]
-    python -m holdline_local.bench part {floor,coldstart,cost,latency,scale} [--n N] ...   (one part, JSON on stdout)
+    python -m holdline_local.bench part {floor,coldstart,cost,latency,scale,soak} [--n N] ...  (one part, JSON out)
+    python -m holdline_local.bench part soak --n 240 --rate 7.2 [--throttle-tracker-s 30]   (one overload soak)
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ DEFAULT_RATE = 1.2
 PROBE_RATES = (2.4, 3.6, 4.8, 6.0, 7.2, 8.4, 9.6, 12.0)
 PROBE_N = 150
 CAPACITY_N = 1000
-# The overload soak (issue 12): this many calls at twice the capacity, then the drain.
+# The overload soak (issues 12 and 19): this many calls at SOAK_FACTOR times the capacity, then the drain; and
+# again with the tracker table's writes throttled for SOAK_THROTTLE_S seconds once the debits have started.
 SOAK_N = 240
+SOAK_FACTOR = 3
+SOAK_THROTTLE_S = 30.0
 CONNECT_FACING = {
     "ConfigLookupFunction": "holdline.handlers.config_lookup",
     "StarterFunction": "holdline.handlers.starter",
@@ -103,6 +107,7 @@ def run_part(args: argparse.Namespace) -> int:
 
                 # The scale run and the overload soak drive calls alike (holdline_local/bench/scale.drive).
                 calls = importlib.import_module(f"holdline_local.bench.{args.part}")
+                fault = {"throttle_s": args.throttle_tracker_s} if args.part == "soak" else {}
                 result = calls.run(
                     stack,
                     args.n,
@@ -110,6 +115,7 @@ def run_part(args: argparse.Namespace) -> int:
                     caller_time_scale=args.caller_time_scale,
                     arrivals_per_s=args.rate,
                     deadline_s=args.deadline,
+                    **fault,
                 )
     answer.write(json.dumps(result, default=str) + "\n")
     answer.flush()
@@ -201,12 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--rounds", type=int, default=300)
     part.add_argument("--repetitions", type=int, default=7)
     part.add_argument("--offsets", type=int, default=32, help="latency: settlement times per design")
+    part.add_argument(
+        "--throttle-tracker-s",
+        type=float,
+        default=0.0,
+        help="soak: throttle the tracker table's writes this long once the debits have started (0: no fault)",
+    )
     parser.add_argument("--sizes", default="100", help="fixed-rate scale runs (at --rate)")
     parser.add_argument("--probe-rates", default=",".join(f"{r:g}" for r in PROBE_RATES))
     parser.add_argument("--no-capacity", dest="capacity", action="store_false", help="skip the capacity search")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="calls arriving per second in the scale runs")
     parser.add_argument("--soak-n", type=int, default=SOAK_N, help="overload soak: calls (0 skips it)")
-    parser.add_argument("--soak-rate", type=float, default=0.0, help="overload soak: arrivals (default 2x capacity)")
+    parser.add_argument(
+        "--soak-rate", type=float, default=0.0, help=f"overload soak: arrivals (default {SOAK_FACTOR}x capacity)"
+    )
+    parser.add_argument(
+        "--soak-throttle-s",
+        type=float,
+        default=SOAK_THROTTLE_S,
+        help="the second soak: tracker writes throttled this long once the debits have started (0 skips it)",
+    )
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--json", default="", help="also write the raw results here")
     render_cmd = sub.add_parser("render", help="re-render BENCHMARKS.md from a --json file")
@@ -236,13 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.capacity:
         results["capacity"] = capacity_search(results, [float(r) for r in args.probe_rates.split(",")])
     if args.soak_n:
-        # Twice what the stack absorbs (the capacity found, else the highest probe that passed, else the
-        # one-process baseline's double), so the soak really overloads it.
+        # SOAK_FACTOR times what the stack absorbs (the capacity found, else the highest probe that passed, else
+        # the one-process baseline's double), so the soak really overloads it.
         capacity = results.get("capacity") or {}
         base = capacity.get("rate") or max(capacity.get("passed_probes") or [DEFAULT_RATE * 2])
-        rate = args.soak_rate or round(2 * base, 1)
+        rate = args.soak_rate or round(SOAK_FACTOR * base, 1)
         part_args, limit = _scale_args(args.soak_n, rate)
         _run_into(results, "soak", ["soak", *part_args[1:]], limit + 600)
+        if args.soak_throttle_s:
+            throttled = ["soak", *part_args[1:], "--throttle-tracker-s", f"{args.soak_throttle_s:g}"]
+            _run_into(results, "soak-ddb-throttled", throttled, limit + 600 + args.soak_throttle_s)
     results["total_s"] = time.monotonic() - started
     results["command"] = "make bench  (= .venv/bin/python -m holdline_local.bench" + (
         f" --sizes {args.sizes} --rate {args.rate:g}" + ("" if args.capacity else " --no-capacity") + ")"
@@ -257,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         or any(not (results.get(k) or {}).get("ok", False) for k in results if k.startswith("scale-"))
         or (args.capacity and results["capacity"]["rate"] is None)
         or (args.soak_n and not (results.get("soak") or {}).get("ok", False))
+        or (args.soak_n and args.soak_throttle_s and not (results.get("soak-ddb-throttled") or {}).get("ok", False))
     )
     return 1 if failed else 0
 

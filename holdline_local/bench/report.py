@@ -124,7 +124,9 @@ def render(r: dict[str, Any]) -> str:
                 out += [f"- {p}" for p in s["problems"]]
         out.append("")
     out += _capacity(r)
-    out += _soak(r.get("soak"))
+    capacity_rate = (r.get("capacity") or {}).get("rate")
+    out += _soak(r.get("soak"), capacity_rate)
+    out += _soak(r.get("soak-ddb-throttled"), capacity_rate)
     out += _cost(r.get("cost"))
     out += _latency(r.get("latency"))
     out += [
@@ -199,21 +201,44 @@ def _capacity(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def _soak(soak: dict[str, Any] | None) -> list[str]:
+def _soak(soak: dict[str, Any] | None, capacity_rate: float | None = None) -> list[str]:
     if not soak:
         return []
     check = "pass" if soak["ok"] else f"**FAIL ({soak['problem_count']} problems)**"
     told = ", ".join(f"{k} {v}" for k, v in sorted(soak["told"].items()))
     truth = ", ".join(f"{k} {v}" for k, v in sorted(soak["truth"].items()))
-    out = [
-        "## 3c. Overload soak: the truth about the money when the stack is overloaded",
-        "",
-        f"{soak['n']} calls arrive at {soak['arrivals_per_s']:g} per second (twice the capacity above), then stop; the",
-        "saga's retries run out, the reconciler (status change events) and the sweeper (as its schedule would run",
-        "it, past its window) finish; then every call's transfer, found by the tracker id derived from its contact",
-        "and request, is judged against what its caller was told. Goal: 0 callers told a wrong outcome, 0",
-        "transfers debited and not flagged for a person, every tracker final.",
-        "",
+    codes = ", ".join(f"{k} {v}" for k, v in sorted((soak.get("error_codes") or {}).items()))
+    factor = f"{soak['arrivals_per_s'] / capacity_rate:.1f}x the capacity above" if capacity_rate else "the soak rate"
+    throttle = soak.get("throttle")
+    if throttle:
+        started = throttle.get("started_after_s")
+        refused = ", ".join(f"{k} {v}" for k, v in sorted((throttle.get("refused") or {}).items())) or "none"
+        out = [
+            "## 3d. Overload soak with DynamoDB throttled: the tracker's writes refused for "
+            f"{throttle['seconds']:g} s after the debits",
+            "",
+            f"The same soak ({soak['n']} calls at {soak['arrivals_per_s']:g} per second, {factor}); from the moment the",
+            f"bank settled the first debit ({started:.1f} s after the calls began)"
+            if started is not None
+            else "bank settled the first debit (**no debit came: the throttle never started**)",
+            f"every PutItem and UpdateItem on {throttle['table']} was answered `ProvisionedThroughputExceededException`"
+            f" for {throttle['lasted_s']:.1f} s of wall-clock time, whoever wrote it (the saga's own updateItem tasks,",
+            "the starter, the reconciler, the sweeper): holdline_local/throttle.py, a switch in the moto server's",
+            f"DynamoDB backend. Writes refused: {refused}. Then the same drain and the same three judgments.",
+            "",
+        ]
+    else:
+        out = [
+            "## 3c. Overload soak: the truth about the money when the stack is overloaded",
+            "",
+            f"{soak['n']} calls arrive at {soak['arrivals_per_s']:g} per second ({factor}), then stop; the",
+            "saga's retries run out, the reconciler (status change events) and the sweeper (as its schedule would run",
+            "it, past its window) finish; then every call's transfer, found by the tracker id derived from its contact",
+            "and request, is judged against what its caller was told. Goal: 0 callers told a wrong outcome, 0",
+            "transfers debited and not flagged for a person, every tracker final.",
+            "",
+        ]
+    out += [
         "| Outcome check | Told a wrong outcome | Debited, not flagged | Not final | Flagged for a person "
         "| Apologised while started | Took an Error branch (the overload) | Calls (wall) | Drain | Sweeps |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -221,7 +246,20 @@ def _soak(soak: dict[str, Any] | None) -> list[str]:
         f"| {soak['flagged']} | {soak['apologised_while_started']} | {soak.get('took_error_branch', '-')} "
         f"| {soak['wall_s']:.0f} s | {soak['drain_s']:.0f} s | {len(soak['sweeps'])} |",
         "",
-        f"What callers were told: {told}. What happened: {truth}."
+        f"What callers were told: {told}. What happened: {truth}"
+        + (f" (failed rows by errorCode: {codes})" if codes else "")
+        + (
+            f"; {soak['flagged_announced']} of the {soak['flagged']} flagged rows announced (failureNotifiedAt), "
+            f"{soak.get('flagged_with_task', 0)} with an agent task by the judgment."
+            if "flagged_announced" in soak
+            else "."
+        )
+        + (
+            " Unsettled money flagged only because the row was ended from outside (the sweeper's assumption of a"
+            f" money step): {', '.join(soak['money_flagged_by_assumption'])}."
+            if soak.get("money_flagged_by_assumption")
+            else ""
+        )
         + (
             " Error branches by block: " + ", ".join(f"{k} {v}" for k, v in soak["error_branches"].items()) + "."
             if soak.get("error_branches")

@@ -327,10 +327,127 @@ def test_the_soak_judges_what_each_caller_was_told_against_the_money() -> None:
     assert judge(0, _told("SUCCEEDED"), failed, Counter(), "SUCCEEDED").problem.startswith("told SUCCEEDED")
     forgotten = judge(0, _told("FAILED"), failed, Counter(debit=1), "SUCCEEDED")
     assert forgotten.problem.startswith("debited and forgotten") and not forgotten.flagged
-    pending = judge(0, _told("FAILED"), {"status": "FAILED", "errorCode": "REFUND_PENDING"}, Counter(debit=1), "X")
-    assert not pending.problem and pending.flagged
+    pending = judge(0, _told("FAILED"), _failed_row("RefundPending"), Counter(debit=1), "X")
+    assert not pending.problem and pending.flagged and pending.error_code == "REFUND_PENDING"
     assert judge(0, _told("ERROR"), {"status": "RUNNING"}, Counter(debit=1), "RUNNING").problem.endswith("drain")
     assert "SUCCEEDED with ledger" in judge(0, _told("SUCCEEDED"), done, Counter(debit=2, credit=1), "S").problem
+
+
+def _failed_row(failure_error: str, **more: Any) -> dict[str, Any]:
+    """A FAILED tracker row as the saga writes it: the row carries failureError, never an errorCode."""
+    return {"trackerId": "t-1", "status": "FAILED", "step": "DONE", "failureError": failure_error, **more}
+
+
+def test_the_soak_reads_a_person_flag_from_the_row_as_the_failure_event_does() -> None:
+    """Real rows have no errorCode: the judge used to read one, so a REFUND_PENDING row (failureError RefundPending,
+    the debit kept) was judged "debited and forgotten", and an OUTCOME_UNCONFIRMED one too."""
+    from holdline_local.bench.soak import judge
+
+    for failure_error, code in (("RefundPending", "REFUND_PENDING"), ("OutcomeUnconfirmed", "OUTCOME_UNCONFIRMED")):
+        verdict = judge(0, _told("UNCONFIRMED"), _failed_row(failure_error), Counter(debit=1), "FAILED")
+        assert verdict.flagged and verdict.error_code == code and not verdict.problem, verdict
+    # An execution ended from outside (the reconciler) after money may have moved: its event asks a person too.
+    outside = _failed_row("ExecutionFailed", failureSource="RECONCILER")
+    by_outside = judge(0, _told("ERROR_BRANCH"), outside, Counter(debit=1), "FAILED")
+    assert by_outside.flagged and by_outside.flagged_by_assumption and not by_outside.problem
+    assert not judge(0, _told("FAILED"), _failed_row("RefundPending"), Counter(debit=1), "F").flagged_by_assumption
+    # A business refusal recorded by the saga does not: a debit kept there is forgotten.
+    forgotten = judge(0, _told("FAILED"), _failed_row("BankUnavailable"), Counter(debit=1), "FAILED")
+    assert not forgotten.flagged and forgotten.problem.startswith("debited and forgotten")
+
+
+def test_the_soak_hears_unconfirmed_as_an_honest_we_do_not_know() -> None:
+    """ "Please do not repeat it: we will call you back" is true whatever the ledger holds, like HOLD_EXCEEDED; the
+    old judge counted it as a wrong outcome when the transfer had gone through."""
+    from holdline_local.bench.soak import judge
+
+    done = {"trackerId": "t-1", "status": "SUCCEEDED"}
+    assert not judge(0, _told("UNCONFIRMED"), done, Counter(debit=1, credit=1), "SUCCEEDED").problem
+    unconfirmed = _failed_row("OutcomeUnconfirmed")
+    for ledger in (Counter(), Counter(debit=1), Counter(debit=1, credit=1), Counter(debit=1, refund=1)):
+        verdict = judge(0, _told("UNCONFIRMED"), unconfirmed, ledger, "FAILED")
+        assert not verdict.problem and verdict.flagged, (ledger, verdict)
+
+
+def test_the_soak_judges_it_failed_against_the_ledger_not_only_the_row() -> None:
+    """A row FAILED (flagged) while the bank holds the debit and the credit: the money went through, and a caller
+    told "it failed" repeats the transfer and pays twice. The old judge let it pass because the row was flagged."""
+    from holdline_local.bench.soak import judge
+
+    moved = Counter(debit=1, credit=1)
+    verdict = judge(0, _told("FAILED"), _failed_row("OutcomeUnconfirmed"), moved, "FAILED")
+    assert verdict.problem.startswith("told FAILED, but the money moved"), verdict
+    # Refunded, or the debit kept with no credit: "it failed" is the truth.
+    assert not judge(0, _told("FAILED"), _failed_row("RefundPending"), Counter(debit=1), "FAILED").problem
+    assert not judge(0, _told("FAILED"), _failed_row("BankUnavailable"), Counter(debit=1, refund=1), "F").problem
+
+
+def test_the_tracker_throttle_refuses_only_the_tracker_tables_writes_while_on(stack: LocalStack) -> None:
+    """The soak's fault, through the moto server as every writer reaches it: while on, PutItem and UpdateItem on
+    TrackerTable answer ProvisionedThroughputExceededException and write nothing; reads, and the other tables'
+    writes, go through; once off, the writes land again."""
+    from botocore.exceptions import ClientError
+
+    from holdline_local import throttle
+
+    ddb = stack.client("dynamodb", attempts=1)  # one attempt: botocore retries this error by default
+    tracker_id, config_key = f"throttle-{uuid.uuid4()}", f"throttle-test-{uuid.uuid4()}"
+    put = {"TableName": "TrackerTable", "Item": {"trackerId": {"S": tracker_id}, "status": {"S": "RUNNING"}}}
+    update = {
+        "TableName": "TrackerTable",
+        "Key": {"trackerId": {"S": tracker_id}},
+        "UpdateExpression": "SET #s = :s",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": {"S": "FAILED"}},
+    }
+    key = {"trackerId": {"S": tracker_id}}
+    before = throttle.refused[("TrackerTable", "put_item")], throttle.refused[("TrackerTable", "update_item")]
+    try:
+        with throttle.throttled("TrackerTable"):
+            assert throttle.is_throttled("TrackerTable") and not throttle.is_throttled("ConfigTable")
+            for write, request in ((ddb.put_item, put), (ddb.update_item, update)):
+                try:
+                    write(**request)
+                except ClientError as exc:
+                    assert exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+                    assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+                else:
+                    raise AssertionError(f"{write.__name__} went through a throttled table")
+            # Nothing was written, reads are not throttled, and the other tables take writes.
+            assert "Item" not in ddb.get_item(TableName="TrackerTable", Key=key, ConsistentRead=True)
+            ddb.put_item(TableName="ConfigTable", Item={"configKey": {"S": config_key}})
+        assert (throttle.refused[("TrackerTable", "put_item")], throttle.refused[("TrackerTable", "update_item")]) == (
+            before[0] + 1,
+            before[1] + 1,
+        )
+        assert not throttle.is_throttled("TrackerTable")
+        ddb.put_item(**put)
+        ddb.update_item(**update)
+        assert ddb.get_item(TableName="TrackerTable", Key=key, ConsistentRead=True)["Item"]["status"]["S"] == "FAILED"
+        # A table named by its ARN is the same table.
+        throttle.throttle("TrackerTable")
+        assert throttle.is_throttled("arn:aws:dynamodb:us-east-1:123456789012:table/TrackerTable")
+    finally:
+        throttle.release()
+        ddb.delete_item(TableName="TrackerTable", Key=key)
+        ddb.delete_item(TableName="ConfigTable", Key={"configKey": {"S": config_key}})
+
+
+def test_the_tracker_throttle_reaches_the_functions_in_their_own_processes(stack: LocalStack) -> None:
+    """A Lambda function (its own worker process, its own boto3 and retries) meets the same throttle: the starter
+    cannot write the row, so it starts nothing and says so; once the throttle is off the same request starts."""
+    from holdline_local import throttle
+
+    call = SUCCESS.event()
+    with throttle.throttled("TrackerTable"):
+        try:
+            refused = stack.invoke("StarterFunction", call)
+        except RuntimeError as exc:  # an unhandled error is the Error branch Connect takes: not started either
+            refused = {"status": "ERROR", "error": str(exc)}
+    assert refused.get("status") != "STARTED", refused
+    assert throttle.refused[("TrackerTable", "put_item")] >= 1
+    started = stack.invoke("StarterFunction", call)
+    assert started["status"] == "STARTED", started
 
 
 def test_a_small_soak_runs_through_the_strict_stack(stack: LocalStack) -> None:
@@ -342,3 +459,38 @@ def test_a_small_soak_runs_through_the_strict_stack(stack: LocalStack) -> None:
     assert result["truth"] == {"SUCCEEDED": 1, "FAILED": 2}
     assert result["sweeps"] and result["wrong_outcome"] == result["debited_not_flagged"] == 0
     assert result["took_error_branch"] == 0 and result["error_branches"] == {}
+
+
+def test_a_small_soak_with_the_tracker_throttled_after_the_first_debit(stack: LocalStack) -> None:
+    """The throttled variant end to end at a tiny size: the throttle starts at the first debit, refuses tracker
+    writes for its seconds, and the drain still leaves every row final with no wrong outcome."""
+    from holdline_local import throttle
+    from holdline_local.bench import soak
+
+    result = soak.run(
+        stack, 3, workers=3, caller_time_scale=0.01, arrivals_per_s=20.0, deadline_s=120, drain_s=60, throttle_s=3
+    )
+    assert result["throttle"]["started_after_s"] is not None and result["throttle"]["lasted_s"] >= 3
+    assert sum(result["throttle"]["refused"].values()) > 0, result["throttle"]
+    assert not throttle.is_throttled("TrackerTable")
+    assert result["wrong_outcome"] == result["debited_not_flagged"] == result["not_final"] == 0, result["problems"]
+
+
+def test_report_renders_both_soaks_with_the_factor_and_the_throttle() -> None:
+    from holdline_local.bench.report import _soak
+
+    soak = {
+        "n": 240, "arrivals_per_s": 7.2, "ok": True, "problem_count": 0, "problems": [], "told": {"FAILED": 2},
+        "truth": {"FAILED": 2}, "wrong_outcome": 0, "debited_not_flagged": 0, "not_final": 0, "flagged": 1,
+        "flagged_announced": 1, "apologised_while_started": 0, "took_error_branch": 0, "wall_s": 1.0,
+        "drain_s": 1.0, "sweeps": [{}], "error_codes": {"REFUND_PENDING": 1}, "throttle": None,
+    }  # fmt: skip
+    plain = "\n".join(_soak(soak, 2.4))
+    assert "3.0x the capacity above" in plain and "REFUND_PENDING 1" in plain and "1 of the 1 flagged" in plain
+    throttle = {"seconds": 30.0, "table": "TrackerTable", "started_after_s": 1.5, "lasted_s": 30.0}
+    throttled = "\n".join(_soak({**soak, "throttle": {**throttle, "refused": {"update_item": 7}}}, 2.4))
+    assert (
+        throttled.startswith("## 3d.") and "update_item 7" in throttled and "1.5 s after the calls began" in throttled
+    )
+    never = "\n".join(_soak({**soak, "throttle": {**throttle, "started_after_s": None, "refused": {}}}, 2.4))
+    assert "the throttle never started" in never
