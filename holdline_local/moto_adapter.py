@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -212,6 +212,22 @@ def _patch_executor_clients(factory: Callable[..., Any] | None) -> None:
         }:
             module.boto_client_for = replacement  # type: ignore[attr-defined]
     _installed["boto_client_factory"] = replacement
+
+
+@contextlib.contextmanager
+def wrapped_executor_clients(wrap: Callable[[Any, str], Any]) -> Iterator[None]:
+    """Tests: while inside, each client the engine's service integrations get (``dynamodb:updateItem`` and the
+    like) is ``wrap(client, service)``: a fault can be put in front of the state machine's own calls."""
+    inner = _installed["boto_client_factory"]
+
+    def factory(region: str, service: str, state_credentials: Any = None) -> Any:
+        return wrap(inner(region, service, state_credentials), service)
+
+    _patch_executor_clients(factory)
+    try:
+        yield
+    finally:
+        _patch_executor_clients(inner)
 
 
 # ---- 4. parse once ---------------------------------------------------------------------------------------

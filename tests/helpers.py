@@ -8,6 +8,16 @@ from typing import Any
 
 from holdline_local.stack import LocalStack
 
+#: The functions that move or check money: each reserves concurrency and has a Throttles alarm (issue 19, item 6).
+MONEY_LEGS = (
+    "DebitFunction",
+    "CreditFunction",
+    "SettlementFunction",
+    "ConfirmFunction",
+    "RefundFunction",
+    "LedgerCheckFunction",
+)
+
 
 def tracker_row(stack: LocalStack, tracker_id: str) -> dict[str, Any] | None:
     item = stack.client("dynamodb").get_item(

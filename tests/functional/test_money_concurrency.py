@@ -13,17 +13,9 @@ from typing import Any
 from holdline.handlers import starter
 from holdline_local.runtime import FunctionConfig, Throttled
 from holdline_local.stack import LocalStack
-from tests.helpers import wait_for_execution
+from tests.helpers import MONEY_LEGS, wait_for_execution
 
 GOOD = {"fromAccount": "CHK-00011111", "toAccount": "SAV-00022222", "amount": "3.10", "currency": "USD"}
-MONEY_LEGS = (
-    "DebitFunction",
-    "CreditFunction",
-    "SettlementFunction",
-    "ConfirmFunction",
-    "RefundFunction",
-    "LedgerCheckFunction",
-)
 
 
 def _config(stack: LocalStack, name: str) -> FunctionConfig:

@@ -15,6 +15,7 @@ import pytest
 
 from holdline_local.flows import CONNECT_APPLICATION, CONNECT_TEMPLATE_PATH, function_placeholders
 from holdline_local.template import TransformFailed, transform
+from tests.helpers import MONEY_LEGS
 
 REPO = Path(__file__).resolve().parents[2]
 SAM_PYTHON = REPO / ".venv-sam" / "bin" / "python"
@@ -227,16 +228,6 @@ def test_state_machine_logs_without_execution_data_and_traces() -> None:
     group = transformed()["Resources"][destination["Fn::GetAtt"][0]]
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert machine["TracingConfiguration"] == {"Enabled": True}
-
-
-MONEY_LEGS = (
-    "DebitFunction",
-    "CreditFunction",
-    "SettlementFunction",
-    "ConfirmFunction",
-    "RefundFunction",
-    "LedgerCheckFunction",
-)
 
 
 def test_money_legs_reserve_concurrency_and_the_waiter_is_capped_below_the_account_limit() -> None:

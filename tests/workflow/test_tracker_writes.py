@@ -55,18 +55,13 @@ class _ThrottledWrites:
 def throttled_tracker_writes(tracker_id: str, fails: WritePredicate) -> Iterator[list[str]]:
     """While inside: the engine's tracker writes for ``tracker_id`` that match ``fails`` are throttled. Yields the
     list of the writes refused (their step, or ``final``)."""
-    inner = moto_adapter._installed["boto_client_factory"]
     hits: list[str] = []
 
-    def factory(region: str, service: str, state_credentials: Any = None) -> Any:
-        client = inner(region, service, state_credentials)
+    def wrap(client: Any, service: str) -> Any:
         return _ThrottledWrites(client, tracker_id, fails, hits) if service == "dynamodb" else client
 
-    moto_adapter._patch_executor_clients(factory)
-    try:
+    with moto_adapter.wrapped_executor_clients(wrap):
         yield hits
-    finally:
-        moto_adapter._patch_executor_clients(inner)
 
 
 def at_step(*steps: str) -> WritePredicate:

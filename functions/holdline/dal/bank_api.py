@@ -26,11 +26,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from holdline.config import get_settings
 from holdline.errors import (
@@ -73,6 +74,17 @@ def budget(seconds: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+T = TypeVar("T")
+
+
+def each_key(call: Callable[[str, str], T], reference: str, kinds: Sequence[str]) -> list[T]:
+    """``call(reference, kind)`` for every leg's key at once, answers in the order of ``kinds``. Each thread runs in a
+    copy of this context, so the budget (a ContextVar) bounds its calls as it bounds the caller's."""
+    with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="bank") as pool:
+        calls = [pool.submit(copy_context().run, call, reference, kind) for kind in kinds]
+        return [answer.result() for answer in calls]
 
 
 def remaining_seconds() -> float | None:

@@ -11,11 +11,9 @@ Timeout (with a reserve to answer), so a slow bank makes a leg raise a typed, re
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -45,6 +43,8 @@ from holdline.models.tracker import TrackerStatus
 from holdline.observability import logger, mask
 
 SETTLED = "SETTLED"
+#: The keys a transfer's payments are made under ({trackerId}:debit, :credit, :refund).
+LEDGER_KEYS = ("debit", "credit", "refund")
 PENDING = "PENDING"
 #: The statuses a leg's payment may have once the bank took it: both hold the money (a PENDING debit is
 #: already off the source's available balance). Anything else, a missing status included, is not "settled".
@@ -246,11 +246,7 @@ def refund(tracker_id: str, retry_count: int = 0) -> dict[str, Any]:
         if landed is not None:
             logger.info("refund already landed", extra={"paymentId": landed["paymentId"], "retryCount": retry_count})
             return {"refunded": True, "paymentId": landed["paymentId"]}
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refund") as pool:
-        # Each thread runs in a copy of this context: the budget (a ContextVar) applies there too.
-        debit_call = pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, "debit")
-        credit_call = pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, "credit")
-        debit_payment, credit_payment = debit_call.result(), credit_call.result()
+    debit_payment, credit_payment = bank_api.each_key(_settle_leg, tracker_id, ("debit", "credit"))
     if credit_payment is not None:
         logger.error("credit landed on a failed transfer", extra={"paymentId": credit_payment["paymentId"]})
         raise CompensationBlocked("the credit landed; refunding the debit would pay twice")
@@ -272,21 +268,13 @@ def refund(tracker_id: str, retry_count: int = 0) -> dict[str, Any]:
     return {"refunded": True, "paymentId": payment["paymentId"]}
 
 
-def _legs_side_by_side(tracker_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any] | None]:
-    """Cancel each leg's key at once (see :func:`_settle_leg`); each thread runs in a copy of this context, so the
-    leg's budget (a ContextVar) bounds its calls too."""
-    with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="ledger") as pool:
-        calls = [pool.submit(contextvars.copy_context().run, _settle_leg, tracker_id, kind) for kind in kinds]
-        return [call.result() for call in calls]
-
-
 def ledger_check(tracker_id: str) -> dict[str, Any]:
     """After a refund that did not complete: what the bank holds under the transfer's three keys, and what that
     makes the transfer (:class:`holdline.models.ledger.LedgerVerdict`). Every key is cancelled (a payment that
     landed comes back from its cancellation; a key with none is burnt, so no request still in flight can land
     after this check): the facts it returns cannot change afterwards. A payment still PENDING raises
     :class:`LedgerUnsettled`, which the state machine retries at the settlement pace. Moves no money."""
-    debit_payment, credit_payment, refund_payment = _legs_side_by_side(tracker_id, ("debit", "credit", "refund"))
+    debit_payment, credit_payment, refund_payment = bank_api.each_key(_settle_leg, tracker_id, LEDGER_KEYS)
     facts = {
         "debit": _ledger_state(debit_payment),
         "credit": _ledger_state(credit_payment),

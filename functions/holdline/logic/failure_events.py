@@ -12,7 +12,7 @@ from typing import Any
 
 from holdline.config import Settings
 from holdline.dal import events, executions, tracker_table
-from holdline.errors import describe_failure, failure_reason
+from holdline.errors import OutcomeUnconfirmed, RefundPending, describe_failure, failure_reason
 from holdline.models.tracker import TrackerStatus, TrackerStep
 from holdline.observability import logger, mask
 from holdline.workflows import DEFAULT_OPERATION, get_workflow
@@ -22,7 +22,7 @@ SCHEMA_VERSION = "1"
 MONEY_STEPS = frozenset({TrackerStep.DEBITING, TrackerStep.CREDITING, TrackerStep.CONFIRMING, TrackerStep.REFUNDING})
 #: The saga's own outcomes that leave money for a person: a debit the refund could not give back, and a transfer
 #: whose outcome at the bank could not be established.
-NEEDS_A_PERSON = frozenset({"REFUND_PENDING", "OUTCOME_UNCONFIRMED"})
+NEEDS_A_PERSON = frozenset({RefundPending.code, OutcomeUnconfirmed.code})
 #: How long an operator (or a flow offering a retry) should wait before trying a retryable failure again.
 RETRY_DELAY_SECONDS = 60
 

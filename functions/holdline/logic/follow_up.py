@@ -8,15 +8,14 @@ one of Connect's own rules failed to create its task (``Amazon Connect Rules Act
 
 from __future__ import annotations
 
-import contextvars
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from holdline.config import Settings, get_settings, instance_id
 from holdline.dal import bank_api, connect_tasks, executions, tracker_table
 from holdline.errors import TrackerNotFound
+from holdline.logic.bank_legs import LEDGER_KEYS
 from holdline.logic.starter import tracker_id_for
 from holdline.models.follow_up import FollowUpReason, FollowUpRequest
 from holdline.models.tracker import TrackerRow
@@ -154,7 +153,6 @@ def _description(request: dict[str, Any], related: dict[str, Any] | None) -> str
 
 #: What the task's ledger look-ups may take together (side by side), well inside the function's Timeout.
 LEDGER_LOOKUP_SECONDS = 3.0
-LEDGER_KEYS = ("debit", "credit", "refund")
 
 
 def _ledger_fact(reference: str, kind: str) -> str:
@@ -171,9 +169,8 @@ def _ledger_fact(reference: str, kind: str) -> str:
 def ledger_facts(reference: str) -> str:
     """The bank's ledger under the transfer's three keys, as the task is created (read only: nothing is cancelled
     or moved): what the agent acts on, not what the saga last believed."""
-    with bank_api.budget(LEDGER_LOOKUP_SECONDS), ThreadPoolExecutor(len(LEDGER_KEYS)) as pool:
-        calls = [pool.submit(contextvars.copy_context().run, _ledger_fact, reference, kind) for kind in LEDGER_KEYS]
-        facts = [call.result() for call in calls]
+    with bank_api.budget(LEDGER_LOOKUP_SECONDS):
+        facts = bank_api.each_key(_ledger_fact, reference, LEDGER_KEYS)
     return "Ledger at the bank now: " + "; ".join(facts) + "."
 
 

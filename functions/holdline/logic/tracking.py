@@ -30,7 +30,7 @@ from typing import Any, TypeGuard
 
 from holdline.config import Settings
 from holdline.dal import executions, tracker_table
-from holdline.errors import describe_failure
+from holdline.errors import OutcomeUnconfirmed, describe_failure
 from holdline.models.tracker import FINAL_STATUSES, TrackerStatus, TrackerStep
 from holdline.observability import logger
 from holdline.workflows import DEFAULT_OPERATION, Workflow, get_workflow
@@ -41,7 +41,6 @@ _TRACKER_ID = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
 NOT_STARTED_ERROR = "ExecutionNotStarted"
 #: The results answer's status (and errorCode) for a transfer whose outcome at the bank could not be established.
 UNCONFIRMED = "UNCONFIRMED"
-OUTCOME_UNCONFIRMED = "OUTCOME_UNCONFIRMED"
 
 
 def _not_found() -> dict[str, Any]:
@@ -178,7 +177,7 @@ def results(tracker_id: object, settings: Settings, *, now: float | None = None)
         logger.info("results answered", extra={"status": state})
         return answer
     code, message = describe_failure(row.get("failureError"))
-    if code == OUTCOME_UNCONFIRMED:
+    if code == OutcomeUnconfirmed.code:
         # Not "failed": what happened at the bank is not known (the row is FAILED only because it is final and
         # not a success). The flow tells the caller not to repeat it; an agent has a task with the ledger facts.
         state = UNCONFIRMED
